@@ -1,0 +1,219 @@
+/**
+ * HTTP client for a node's API, used by peers, the devnet tools and the recovery adapters.
+ * Every call has a timeout and a bound on the bytes it will accept.
+ */
+import { CodedError } from "../util/errors.js";
+import { decodeBlock } from "./block.js";
+import { encodeTx } from "./tx.js";
+import type { Block, Transaction } from "./types.js";
+
+export enum NodeClientErrorCode {
+  Unreachable = "NODE_UNREACHABLE",
+  Http = "NODE_HTTP_ERROR",
+  TooLarge = "NODE_RESPONSE_TOO_LARGE",
+}
+
+export class NodeClientError extends CodedError<NodeClientErrorCode> {}
+
+/** What `GET /status` returns. */
+export interface NodeStatus {
+  chainId: string;
+  nodeId: string;
+  genesisHash: string;
+  height: number;
+  headHash: string;
+  stateRoot: string;
+  weight: string;
+  syncing: boolean;
+  lagBlocks: number;
+  producing: boolean;
+  validator: { index: number; name: string } | null;
+  mempoolTxs: number;
+  peers: { url: string; reachable: boolean; height: number | null; headHash: string | null }[];
+}
+
+export interface AccountView {
+  balance: string;
+  nonce: string;
+}
+
+/** A block as fetched from a peer, with the bytes it arrived as. */
+export interface FetchedBlock {
+  block: Block;
+  bytes: Buffer;
+}
+
+// 64 MiB: the largest range response we accept (the server caps ranges at 16 MiB).
+const RESPONSE_BYTES_MAX = 64 * 1024 * 1024;
+
+export interface NodeClientOptions {
+  timeoutMs?: number;
+  /** Admin token for admin calls; never logged. */
+  adminToken?: string;
+  /** This node's own URL, sent with announcements so the receiver can sync from it. */
+  selfUrl?: string;
+}
+
+export class NodeClient {
+  readonly url: string;
+
+  constructor(
+    url: string,
+    private readonly opts: NodeClientOptions = {},
+  ) {
+    this.url = url.replace(/\/$/, "");
+  }
+
+  private async request(
+    path: string,
+    init: RequestInit = {},
+    timeoutMs = this.opts.timeoutMs ?? 5000,
+  ): Promise<Response> {
+    let res: Response;
+    try {
+      res = await fetch(`${this.url}${path}`, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
+      throw new NodeClientError(
+        { code: NodeClientErrorCode.Unreachable, url: this.url, path },
+        `Cannot reach node ${this.url}${path}: ${cause}; check that the node is running and the address is right`,
+      );
+    }
+    if (!res.ok) {
+      const text = (await res.text().catch(() => "")).slice(0, 500);
+      throw new NodeClientError(
+        { code: NodeClientErrorCode.Http, url: this.url, path, status: res.status },
+        `Node ${this.url}${path} answered ${res.status}: ${text}`,
+      );
+    }
+    return res;
+  }
+
+  private async bytes(res: Response, path: string): Promise<Buffer> {
+    const len = Number(res.headers.get("content-length") ?? "0");
+    if (len > RESPONSE_BYTES_MAX) {
+      throw new NodeClientError(
+        { code: NodeClientErrorCode.TooLarge, url: this.url, path },
+        `Node ${this.url}${path} sent ${len} bytes, over the limit`,
+      );
+    }
+    const buf = Buffer.from(await res.arrayBuffer());
+    if (buf.length > RESPONSE_BYTES_MAX) {
+      throw new NodeClientError(
+        { code: NodeClientErrorCode.TooLarge, url: this.url, path },
+        `Node ${this.url}${path} sent ${buf.length} bytes, over the limit`,
+      );
+    }
+    return buf;
+  }
+
+  private adminHeaders(): Record<string, string> {
+    return this.opts.adminToken ? { authorization: `Bearer ${this.opts.adminToken}` } : {};
+  }
+
+  async status(timeoutMs?: number): Promise<NodeStatus> {
+    return (await (await this.request("/status", {}, timeoutMs)).json()) as NodeStatus;
+  }
+
+  async health(timeoutMs?: number): Promise<{ status: string; height: number }> {
+    return (await (await this.request("/health", {}, timeoutMs)).json()) as {
+      status: string;
+      height: number;
+    };
+  }
+
+  async account(pubkeyHex: string): Promise<AccountView> {
+    return (await (await this.request(`/accounts/${pubkeyHex}`)).json()) as AccountView;
+  }
+
+  /** Block hashes for heights from..to inclusive (the server bounds the count). */
+  async hashes(from: number, to: number): Promise<string[]> {
+    return (await (await this.request(`/hashes?from=${from}&to=${to}`)).json()) as string[];
+  }
+
+  /** Raw blocks from..to inclusive; the server may return fewer (bounded by count and bytes). */
+  async blocks(from: number, to: number): Promise<FetchedBlock[]> {
+    const path = `/blocks?from=${from}&to=${to}`;
+    const res = await this.request(path, { headers: { accept: "application/octet-stream" } }, 30_000);
+    const buf = await this.bytes(res, path);
+    const out: FetchedBlock[] = [];
+    for (let off = 0; off < buf.length; ) {
+      if (off + 4 > buf.length)
+        throw new NodeClientError(
+          { code: NodeClientErrorCode.Http, url: this.url, path },
+          `Node ${this.url} sent a truncated block frame`,
+        );
+      const n = buf.readUInt32BE(off);
+      const bytes = buf.subarray(off + 4, off + 4 + n);
+      if (bytes.length !== n)
+        throw new NodeClientError(
+          { code: NodeClientErrorCode.Http, url: this.url, path },
+          `Node ${this.url} sent a truncated block`,
+        );
+      out.push({ block: decodeBlock(bytes), bytes });
+      off += 4 + n;
+    }
+    return out;
+  }
+
+  /** One block as JSON, for people and tools. */
+  async blockJson(height: number): Promise<Record<string, unknown>> {
+    return (await (await this.request(`/blocks/${height}`)).json()) as Record<string, unknown>;
+  }
+
+  async submitTx(tx: Transaction): Promise<{ accepted: boolean; id: string }> {
+    const res = await this.request("/tx", {
+      method: "POST",
+      headers: { "content-type": "application/octet-stream" },
+      body: encodeTx(tx),
+    });
+    return (await res.json()) as { accepted: boolean; id: string };
+  }
+
+  /** Sends a new block to a peer. */
+  async announce(bytes: Buffer, timeoutMs = 2000): Promise<void> {
+    const headers: Record<string, string> = { "content-type": "application/octet-stream" };
+    if (this.opts.selfUrl) headers["x-chainvault-peer"] = this.opts.selfUrl;
+    await this.request("/p2p/block", { method: "POST", headers, body: bytes }, timeoutMs);
+  }
+
+  async forwardTx(tx: Transaction): Promise<void> {
+    await this.request(
+      "/tx",
+      {
+        method: "POST",
+        headers: { "content-type": "application/octet-stream", "x-chainvault-gossip": "1" },
+        body: encodeTx(tx),
+      },
+      2000,
+    );
+  }
+
+  async checkpoint(): Promise<import("./storage/chain-store.js").Checkpoint> {
+    const res = await this.request(
+      "/admin/checkpoint",
+      { method: "POST", headers: this.adminHeaders() },
+      120_000,
+    );
+    return (await res.json()) as import("./storage/chain-store.js").Checkpoint;
+  }
+
+  async releaseCheckpoint(id: string): Promise<void> {
+    await this.request(`/admin/checkpoint/${encodeURIComponent(id)}`, {
+      method: "DELETE",
+      headers: this.adminHeaders(),
+    });
+  }
+
+  /** Pauses or resumes block production on a validator. */
+  async setProducing(on: boolean): Promise<void> {
+    await this.request(on ? "/admin/resume" : "/admin/pause", {
+      method: "POST",
+      headers: this.adminHeaders(),
+    });
+  }
+
+  async metrics(): Promise<string> {
+    return (await this.request("/metrics")).text();
+  }
+}

@@ -1,0 +1,405 @@
+/**
+ * The node's storage: ledger segments, the state database and the rules that keep them
+ * in step. The ledger is the source of truth for blocks and the state is derived from it:
+ * a block is validated and applied inside a SQLite transaction, written and fsynced to the
+ * ledger, and only then is the transaction committed. After a crash at any instant, open()
+ * reverts the state to the highest height the ledger agrees with and replays the ledger
+ * from there, so the node restarts into a fully valid chain.
+ */
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  fsyncSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
+import { join } from "node:path";
+import { CodedError } from "../../util/errors.js";
+import { writeFileAtomic } from "../../util/fs-atomic.js";
+import type { Logger } from "../../util/logger.js";
+import { Mutex } from "../../util/mutex.js";
+import { blockHash, decodeBlock, encodeBlock } from "../block.js";
+import { blockWeight, isBetterTip } from "../consensus.js";
+import { hex } from "../crypto.js";
+import type { Genesis } from "../genesis.js";
+import type { Block, ChainTip } from "../types.js";
+import {
+  checkHeader,
+  checkSignatures,
+  type Execution,
+  executeBlock,
+  type HeaderCheckOptions,
+  type ParentRef,
+} from "../validate.js";
+import { type LedgerItem, LedgerStore, type SegmentInfo } from "./ledger-store.js";
+import { StateStore } from "./state-store.js";
+
+export enum ChainStoreErrorCode {
+  NotBetter = "CHAIN_REORG_NOT_BETTER",
+  Mismatch = "CHAIN_STATE_LEDGER_MISMATCH",
+  BelowUndo = "CHAIN_BELOW_UNDO_DEPTH",
+}
+
+export class ChainStoreError extends CodedError<ChainStoreErrorCode> {}
+
+export interface ChainStoreOptions {
+  /** The node's data directory; the store uses `ledger/`, `state/` and `checkpoints/` in it. */
+  dataDir: string;
+  /** Size at which a ledger segment is sealed. */
+  segmentBytes: number;
+  /** Blocks of undo history kept; 0 keeps all. */
+  undoDepth: number;
+}
+
+// 64 MiB: large enough that a 2 GiB ledger is ~32 files, small enough to rebuild one fast.
+export const SEGMENT_BYTES_DEFAULT = 64 * 1024 * 1024;
+
+/** A block with the values storage derives from it once. */
+export interface ImportedBlock {
+  block: Block;
+  bytes: Buffer;
+  hash: Buffer;
+}
+
+export function prepareBlock(block: Block, bytes?: Buffer): ImportedBlock {
+  return { block, bytes: bytes ?? encodeBlock(block), hash: blockHash(block.header) };
+}
+
+/** A consistent, read-only copy of the node's data at one height, for backups. */
+export interface Checkpoint {
+  id: string;
+  dir: string;
+  height: number;
+  headHash: string;
+  stateRoot: string;
+  createdAtMs: number;
+  files: { path: string; sizeBytes: number; sealed: boolean }[];
+}
+
+export class ChainStore {
+  readonly ledger: LedgerStore;
+  readonly state: StateStore;
+  private readonly mutex = new Mutex();
+
+  private constructor(
+    readonly genesis: Genesis,
+    readonly opts: ChainStoreOptions,
+    private readonly logger: Logger,
+  ) {
+    const n = genesis.validatorCount;
+    this.ledger = LedgerStore.open(
+      {
+        dir: join(opts.dataDir, "ledger"),
+        segmentBytes: opts.segmentBytes,
+        weightOf: (h, p) => blockWeight(h, p, n),
+      },
+      logger,
+    );
+    mkdirSync(join(opts.dataDir, "state"), { recursive: true });
+    this.state = new StateStore(join(opts.dataDir, "state", "state.db"), genesis);
+  }
+
+  /** Opens the store and brings state and ledger into agreement (see the module comment). */
+  static open(genesis: Genesis, opts: ChainStoreOptions, logger: Logger): ChainStore {
+    const s = new ChainStore(genesis, opts, logger);
+    s.recover();
+    return s;
+  }
+
+  /** The chain's tip as fork choice sees it. */
+  tip(): ChainTip {
+    const e = this.ledger.tip;
+    return e
+      ? { height: this.ledger.tipHeight, hash: e.hash, weight: e.weight }
+      : { height: 0, hash: this.genesis.hash, weight: 0n };
+  }
+
+  /** Height, hash and timestamp of a block on the chain, genesis included. */
+  ref(height: number): ParentRef | undefined {
+    if (height === 0)
+      return { height: 0, hash: this.genesis.hash, timestampMs: this.genesis.doc.genesisTimeMs };
+    const e = this.ledger.entry(height);
+    return e ? { height, hash: e.hash, timestampMs: e.timestampMs } : undefined;
+  }
+
+  hashAt(height: number): Buffer | undefined {
+    return this.ref(height)?.hash;
+  }
+
+  get stateRoot(): Buffer {
+    return this.state.ltHash.root();
+  }
+
+  readBlock(height: number): Block {
+    return decodeBlock(this.ledger.readBlockBytes(height));
+  }
+
+  private recover(): void {
+    const ledgerTip = this.ledger.tipHeight;
+    let h = Math.min(this.state.head?.height ?? 0, ledgerTip);
+    // Highest height at which the state's record of the chain matches the ledger.
+    while (h > 0 && !this.state.appliedAt(h)?.hash.equals(this.ledger.entry(h)!.hash)) h--;
+    const stateHead = this.state.head?.height ?? 0;
+    if (stateHead > h) {
+      const low = this.state.lowestRevertible();
+      if (low === undefined || low > h + 1) {
+        throw new ChainStoreError(
+          {
+            code: ChainStoreErrorCode.Mismatch,
+            stateHeight: stateHead,
+            ledgerHeight: ledgerTip,
+            agreeHeight: h,
+          },
+          `Cannot open ${this.opts.dataDir}: the state is at ${stateHead} but agrees with the ledger only up to ${h}, below the undo history; restore the state from a backup`,
+        );
+      }
+      this.logger.warn({ from: stateHead, to: h }, "Reverting state to the height the ledger agrees with");
+      this.state.transaction(() => {
+        while ((this.state.head?.height ?? 0) > h) this.state.revertHead();
+      });
+    }
+    if (ledgerTip > h) {
+      this.logger.info({ from: h + 1, to: ledgerTip }, "Replaying ledger blocks into the state");
+      for (let height = h + 1; height <= ledgerTip; height++) {
+        const bytes = this.ledger.readBlockBytes(height);
+        const block = decodeBlock(bytes);
+        const parent = this.ref(height - 1)!;
+        try {
+          checkHeader(this.genesis, parent, block);
+          this.state.transaction(() => this.applyToState(prepareBlock(block, bytes)));
+        } catch (err) {
+          // A block the ledger holds but that does not apply was never committed: cut it.
+          this.logger.warn(
+            { height, err: (err as Error).message },
+            "Ledger block does not apply; truncating the ledger below it",
+          );
+          this.ledger.truncate(height - 1);
+          break;
+        }
+      }
+    }
+  }
+
+  private applyToState(ib: ImportedBlock): Execution {
+    const ex = executeBlock(this.state, this.state.ltHash, ib.block);
+    const n = this.genesis.validatorCount;
+    const weight =
+      (this.state.head?.weight ?? 0n) + blockWeight(ib.block.header.height, ib.block.header.proposer, n);
+    this.state.apply({ height: ib.block.header.height, hash: ib.hash, weight }, ex, true);
+    if (this.opts.undoDepth > 0) this.state.pruneUndo(ib.block.header.height - this.opts.undoDepth);
+    return ex;
+  }
+
+  private ledgerItem(ib: ImportedBlock): LedgerItem {
+    const h = ib.block.header;
+    return {
+      height: h.height,
+      bytes: ib.bytes,
+      hash: ib.hash,
+      timestampMs: h.timestampMs,
+      weight: blockWeight(h.height, h.proposer, this.genesis.validatorCount),
+    };
+  }
+
+  /**
+   * Validates and appends blocks that extend the tip. Blocks before the first invalid one
+   * are kept; the invalid one's error is thrown. Signatures are checked on all cores.
+   */
+  importBlocks(
+    blocks: ImportedBlock[],
+    opts: HeaderCheckOptions & { trustedSignatures?: boolean } = {},
+  ): Promise<number> {
+    return this.mutex.run(async () => {
+      if (blocks.length === 0) return 0;
+      let parent = this.ref(this.ledger.tipHeight)!;
+      // Cheap checks of the first block before the signature work: a stale or foreign block fails here.
+      checkHeader(this.genesis, parent, blocks[0]!.block, opts);
+      let sigError: unknown;
+      if (!opts.trustedSignatures) {
+        try {
+          await checkSignatures(
+            this.genesis,
+            blocks.map((b) => b.block),
+          );
+        } catch (err) {
+          sigError = err;
+        }
+      }
+      let done = 0;
+      let failure: unknown;
+      this.state.transaction(() => {
+        const items: LedgerItem[] = [];
+        for (const ib of blocks) {
+          const height = ib.block.header.height;
+          if (sigError && (sigError as { detail?: { height?: number } }).detail?.height === height) {
+            failure = sigError;
+            break;
+          }
+          try {
+            checkHeader(this.genesis, parent, ib.block, opts);
+            this.applyToState(ib);
+          } catch (err) {
+            failure = err;
+            break;
+          }
+          items.push(this.ledgerItem(ib));
+          parent = { height, hash: ib.hash, timestampMs: ib.block.header.timestampMs };
+          done++;
+        }
+        // Durable in the ledger before the state commits: see the module comment.
+        this.ledger.append(items);
+      });
+      if (failure) throw failure;
+      return done;
+    });
+  }
+
+  /**
+   * Replaces the blocks above `ancestor` with `blocks`, if the result is a better chain by
+   * the fork-choice rule. All of it happens, or none of it.
+   */
+  reorg(ancestor: number, blocks: ImportedBlock[], opts: HeaderCheckOptions = {}): Promise<void> {
+    return this.mutex.run(async () => {
+      const oldTip = this.tip();
+      const low = this.state.lowestRevertible();
+      if (ancestor < oldTip.height && (low === undefined || low > ancestor + 1)) {
+        throw new ChainStoreError(
+          { code: ChainStoreErrorCode.BelowUndo, ancestor },
+          `Cannot reorganise to ancestor ${ancestor}: undo history starts at ${low ?? "none"}; resync this node from a backup`,
+        );
+      }
+      await checkSignatures(
+        this.genesis,
+        blocks.map((b) => b.block),
+      );
+      this.state.transaction(() => {
+        while ((this.state.head?.height ?? 0) > ancestor) this.state.revertHead();
+        let parent = this.ref(ancestor)!;
+        for (const ib of blocks) {
+          checkHeader(this.genesis, parent, ib.block, opts);
+          this.applyToState(ib);
+          parent = {
+            height: ib.block.header.height,
+            hash: ib.hash,
+            timestampMs: ib.block.header.timestampMs,
+          };
+        }
+        const head = this.state.head!;
+        const newTip: ChainTip = { height: head.height, hash: head.hash, weight: head.weight };
+        if (!isBetterTip(newTip, oldTip)) {
+          throw new ChainStoreError(
+            { code: ChainStoreErrorCode.NotBetter, height: newTip.height },
+            `Refusing reorganisation to ${hex(newTip.hash).slice(0, 16)} at ${newTip.height}: weight ${newTip.weight} does not beat ${oldTip.weight}`,
+          );
+        }
+        this.ledger.truncate(ancestor);
+        this.ledger.append(blocks.map((b) => this.ledgerItem(b)));
+      });
+      this.logger.warn({ ancestor, from: oldTip.height, to: this.tip().height }, "Chain reorganised");
+    });
+  }
+
+  /** Rolls the chain back to `height` (ledger and state). */
+  rollback(height: number): Promise<void> {
+    return this.mutex.run(() => {
+      this.state.transaction(() => {
+        while ((this.state.head?.height ?? 0) > height) this.state.revertHead();
+        this.ledger.truncate(height);
+      });
+    });
+  }
+
+  /**
+   * Writes a consistent, read-only copy of the data at the current height into
+   * `checkpoints/<id>`: hard links to sealed segments (never modified in place), a copy
+   * of the active segment's committed prefix, the index prefix and a VACUUM INTO of the
+   * state. Block production waits only for the few milliseconds it takes.
+   */
+  checkpoint(): Promise<Checkpoint> {
+    return this.mutex.run(() => {
+      const createdAtMs = Date.now();
+      const tip = this.tip();
+      const id = `cp-${tip.height}-${createdAtMs}`;
+      const dir = join(this.opts.dataDir, "checkpoints", id);
+      mkdirSync(join(dir, "ledger"), { recursive: true });
+      mkdirSync(join(dir, "state"), { recursive: true });
+      const files: Checkpoint["files"] = [];
+      for (const s of this.ledger.segments()) {
+        const dst = join(dir, "ledger", s.path.split("/").pop()!);
+        if (s.sealed) linkSync(s.path, dst);
+        else copyPrefix(s.path, dst, s.sizeBytes);
+        files.push({ path: `ledger/${s.path.split("/").pop()}`, sizeBytes: s.sizeBytes, sealed: s.sealed });
+      }
+      const idxBytes = 16 + tip.height * 64;
+      copyPrefix(
+        join(this.opts.dataDir, "ledger", "heights.idx"),
+        join(dir, "ledger", "heights.idx"),
+        idxBytes,
+      );
+      files.push({ path: "ledger/heights.idx", sizeBytes: idxBytes, sealed: false });
+      this.state.snapshotTo(join(dir, "state", "state.db"));
+      files.push({ path: "state/state.db", sizeBytes: 0, sealed: false });
+      const cp: Checkpoint = {
+        id,
+        dir,
+        height: tip.height,
+        headHash: hex(tip.hash),
+        stateRoot: hex(this.stateRoot),
+        createdAtMs,
+        files,
+      };
+      writeFileAtomic(join(dir, "checkpoint.json"), `${JSON.stringify(cp, null, 2)}\n`);
+      return cp;
+    });
+  }
+
+  /** Deletes a checkpoint directory made by {@link checkpoint}. */
+  releaseCheckpoint(id: string): boolean {
+    if (!/^cp-\d+-\d+$/.test(id)) throw new TypeError(`Invalid checkpoint id ${JSON.stringify(id)}`);
+    const dir = join(this.opts.dataDir, "checkpoints", id);
+    if (!existsSync(dir)) return false;
+    rmSync(dir, { recursive: true, force: true });
+    return true;
+  }
+
+  /** The segment files, for tests and tools. */
+  segments(): SegmentInfo[] {
+    return this.ledger.segments();
+  }
+
+  /** Waits for any import in progress, then closes the files. */
+  close(): Promise<void> {
+    return this.mutex.run(() => {
+      this.ledger.close();
+      this.state.close();
+    });
+  }
+}
+
+function copyPrefix(src: string, dst: string, length: number): void {
+  if (length <= 0) {
+    copyFileSync(src, dst);
+    return;
+  }
+  const from = openSync(src, "r");
+  const to = openSync(dst, "w");
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    let pos = 0;
+    while (pos < length) {
+      const n = readSync(from, buf, 0, Math.min(buf.length, length - pos), pos);
+      if (n <= 0) break;
+      writeSync(to, buf, 0, n, pos);
+      pos += n;
+    }
+    fsyncSync(to);
+  } finally {
+    closeSync(from);
+    closeSync(to);
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * Transaction encoding (version 1, big-endian):
+ *
+ *   u8 version | from[32] | to[32] | u64 amount | u64 nonce | u16 dataLen | data | signature[64]
+ *
+ * The signature covers sha256("chainvault/tx/v1" | genesisHash | bytes before the signature),
+ * so a transaction is valid on one chain only. The transaction id is sha256 of all its bytes.
+ */
+import type { KeyObject } from "node:crypto";
+import { PUBKEY_BYTES, SIGNATURE_BYTES, sha256, signMessage } from "./crypto.js";
+import { Reader, Writer } from "./encoding.js";
+import { type Transaction, TX_DATA_BYTES_MAX } from "./types.js";
+
+const TX_VERSION = 1;
+const TX_DOMAIN = Buffer.from("chainvault/tx/v1");
+
+function writeUnsigned(w: Writer, tx: Omit<Transaction, "signature">): void {
+  w.u8(TX_VERSION).fixed(tx.from, PUBKEY_BYTES).fixed(tx.to, PUBKEY_BYTES).u64(tx.amount).u64(tx.nonce);
+  w.bytes16(tx.data);
+}
+
+export function encodeTx(tx: Transaction): Buffer {
+  if (tx.data.length > TX_DATA_BYTES_MAX)
+    throw new RangeError(`Payload of ${tx.data.length} bytes exceeds ${TX_DATA_BYTES_MAX}`);
+  const w = new Writer(160 + tx.data.length);
+  writeUnsigned(w, tx);
+  w.fixed(tx.signature, SIGNATURE_BYTES);
+  return w.finish();
+}
+
+/** Reads one transaction from a reader positioned at its first byte. */
+export function readTx(r: Reader): Transaction {
+  const version = r.u8();
+  if (version !== TX_VERSION) r.invalid(`unknown transaction version ${version}`);
+  const from = r.fixed(PUBKEY_BYTES);
+  const to = r.fixed(PUBKEY_BYTES);
+  const amount = r.u64();
+  const nonce = r.u64();
+  const data = r.bytes16(TX_DATA_BYTES_MAX);
+  const signature = r.fixed(SIGNATURE_BYTES);
+  return { from, to, amount, nonce, data, signature };
+}
+
+export function decodeTx(buf: Buffer): Transaction {
+  const r = new Reader(buf, "transaction");
+  const tx = readTx(r);
+  r.end();
+  return tx;
+}
+
+/** The message an account signs for this transaction on the chain named by genesisHash. */
+export function txSigningMessage(genesisHash: Buffer, tx: Omit<Transaction, "signature">): Buffer {
+  const w = new Writer(160 + tx.data.length);
+  writeUnsigned(w, tx);
+  return sha256(TX_DOMAIN, genesisHash, w.finish());
+}
+
+export function txHash(tx: Transaction): Buffer {
+  return sha256(encodeTx(tx));
+}
+
+/** Builds and signs a transfer. */
+export function signTransfer(
+  genesisHash: Buffer,
+  key: { privateKey: KeyObject; publicKey: Buffer },
+  to: Buffer,
+  amount: bigint,
+  nonce: bigint,
+  data: Buffer = Buffer.alloc(0),
+): Transaction {
+  if (data.length > TX_DATA_BYTES_MAX)
+    throw new RangeError(`Payload of ${data.length} bytes exceeds ${TX_DATA_BYTES_MAX}`);
+  const unsigned = { from: key.publicKey, to, amount, nonce, data };
+  return { ...unsigned, signature: signMessage(key.privateKey, txSigningMessage(genesisHash, unsigned)) };
+}

@@ -1,0 +1,247 @@
+/**
+ * Block validation and the state transition, as functions over data: a header against
+ * its parent and the schedule, the signatures, and the transactions against a state view.
+ * Storage calls these; they do no I/O except the thread-pool signature checks.
+ */
+import { CodedError } from "../util/errors.js";
+import { blockHash, headerSigningMessage, txRootOf } from "./block.js";
+import { earliestTimestamp, proposerRank } from "./consensus.js";
+import { hex, verifyAsync } from "./crypto.js";
+import type { Genesis } from "./genesis.js";
+import { accountLeaf, type LtHash } from "./lthash.js";
+import { txSigningMessage } from "./tx.js";
+import type { Account, Block, Transaction } from "./types.js";
+
+export enum BlockErrorCode {
+  Decode = "BLOCK_DECODE",
+  BadHeight = "BLOCK_BAD_HEIGHT",
+  BadParent = "BLOCK_BAD_PARENT",
+  BadProposer = "BLOCK_BAD_PROPOSER",
+  BadTimestamp = "BLOCK_BAD_TIMESTAMP",
+  FutureTimestamp = "BLOCK_FUTURE_TIMESTAMP",
+  TooManyTxs = "BLOCK_TOO_MANY_TXS",
+  BadTxRoot = "BLOCK_BAD_TX_ROOT",
+  BadSignature = "BLOCK_BAD_SIGNATURE",
+  BadTxSignature = "BLOCK_BAD_TX_SIGNATURE",
+  BadNonce = "BLOCK_BAD_NONCE",
+  InsufficientBalance = "BLOCK_INSUFFICIENT_BALANCE",
+  BalanceOverflow = "BLOCK_BALANCE_OVERFLOW",
+  BadStateRoot = "BLOCK_BAD_STATE_ROOT",
+}
+
+/** A block that breaks a rule; `height` and `code` say which and where. */
+export class BlockError extends CodedError<BlockErrorCode> {
+  get height(): number {
+    return this.detail.height as number;
+  }
+}
+
+function fail(
+  code: BlockErrorCode,
+  height: number,
+  reason: string,
+  extra: Record<string, unknown> = {},
+): never {
+  throw new BlockError({ code, height, ...extra }, `Invalid block ${height}: ${reason}`);
+}
+
+/** What validation needs to know of the parent block. */
+export interface ParentRef {
+  height: number;
+  hash: Buffer;
+  timestampMs: number;
+}
+
+export interface HeaderCheckOptions {
+  /** Wall-clock time for the future-timestamp check; omit when validating history offline. */
+  nowMs?: number;
+  /** How far ahead of nowMs a timestamp may be. */
+  maxFutureMs?: number;
+}
+
+// 2 s: clock skew tolerated between nodes before a block counts as from the future.
+const MAX_FUTURE_MS_DEFAULT = 2000;
+
+/** Checks everything about a block that needs neither signatures nor state. */
+export function checkHeader(
+  genesis: Genesis,
+  parent: ParentRef,
+  block: Block,
+  opts: HeaderCheckOptions = {},
+): void {
+  const h = block.header;
+  const n = genesis.validatorCount;
+  if (h.height !== parent.height + 1)
+    fail(BlockErrorCode.BadHeight, h.height, `height follows ${parent.height}`);
+  if (!h.prevHash.equals(parent.hash)) {
+    fail(BlockErrorCode.BadParent, h.height, `parent hash ${hex(h.prevHash)} is not ${hex(parent.hash)}`);
+  }
+  if (h.proposer >= n)
+    fail(
+      BlockErrorCode.BadProposer,
+      h.height,
+      `proposer index ${h.proposer} is not a validator (${n} validators)`,
+    );
+  const rank = proposerRank(h.height, h.proposer, n);
+  const earliest = earliestTimestamp(
+    {
+      validatorCount: n,
+      blockTimeMs: genesis.doc.blockTimeMs,
+      outOfTurnDelayMs: genesis.doc.outOfTurnDelayMs,
+    },
+    parent.timestampMs,
+    rank,
+  );
+  if (h.timestampMs < earliest) {
+    fail(
+      BlockErrorCode.BadTimestamp,
+      h.height,
+      `timestamp ${h.timestampMs} is before ${earliest}, the earliest for rank ${rank}`,
+    );
+  }
+  if (opts.nowMs !== undefined && h.timestampMs > opts.nowMs + (opts.maxFutureMs ?? MAX_FUTURE_MS_DEFAULT)) {
+    fail(
+      BlockErrorCode.FutureTimestamp,
+      h.height,
+      `timestamp ${h.timestampMs} is ahead of the local clock ${opts.nowMs}`,
+    );
+  }
+  if (block.txs.length !== h.txCount)
+    fail(BlockErrorCode.Decode, h.height, "transaction count differs from the header");
+  if (h.txCount > genesis.doc.maxTxsPerBlock) {
+    fail(
+      BlockErrorCode.TooManyTxs,
+      h.height,
+      `${h.txCount} transactions exceed the limit of ${genesis.doc.maxTxsPerBlock}`,
+    );
+  }
+  if (!txRootOf(block.txs).equals(h.txRoot))
+    fail(BlockErrorCode.BadTxRoot, h.height, "transaction root does not match");
+}
+
+/**
+ * Verifies the proposer's signature and every transaction signature of the blocks, all at
+ * once on the thread pool, and throws for the first bad one in chain order.
+ */
+export async function checkSignatures(genesis: Genesis, blocks: Block[]): Promise<void> {
+  const jobs: Promise<boolean>[] = [];
+  for (const b of blocks) {
+    const key = genesis.validatorKeys[b.header.proposer];
+    if (!key)
+      fail(
+        BlockErrorCode.BadProposer,
+        b.header.height,
+        `proposer index ${b.header.proposer} is not a validator`,
+      );
+    jobs.push(verifyAsync(key, headerSigningMessage(genesis.hash, b.header), b.header.signature));
+    for (const tx of b.txs) jobs.push(verifyAsync(tx.from, txSigningMessage(genesis.hash, tx), tx.signature));
+  }
+  const results = await Promise.all(jobs);
+  let i = 0;
+  for (const b of blocks) {
+    if (!results[i++])
+      fail(BlockErrorCode.BadSignature, b.header.height, `proposer signature does not verify`);
+    for (let t = 0; t < b.txs.length; t++) {
+      if (!results[i++])
+        fail(BlockErrorCode.BadTxSignature, b.header.height, `transaction ${t} signature does not verify`, {
+          tx: t,
+        });
+    }
+  }
+}
+
+/** Reads accounts of the state a block applies to. */
+export interface StateReader {
+  getAccount(pubkey: Buffer): Account | undefined;
+}
+
+/** One account's value before and after a block; `before` undefined means it did not exist. */
+export interface AccountChange {
+  pubkey: Buffer;
+  before: Account | undefined;
+  after: Account;
+}
+
+/** The result of applying transactions: the changed accounts and the new commitment. */
+export interface Execution {
+  changes: Map<string, AccountChange>;
+  ltHash: LtHash;
+  stateRoot: Buffer;
+  /** The transactions applied, in order (all of them unless `skipInvalid`). */
+  included: Transaction[];
+}
+
+const U64_MAX = (1n << 64n) - 1n;
+
+/**
+ * Applies transactions in order to a view of the state. With `skipInvalid` (block
+ * building) a transaction that does not apply is left out; otherwise it fails the block.
+ */
+export function executeTxs(
+  state: StateReader,
+  base: LtHash,
+  height: number,
+  txs: Transaction[],
+  opts: { skipInvalid?: boolean } = {},
+): Execution {
+  const changes = new Map<string, AccountChange>();
+  const get = (pk: Buffer): { key: string; acct: Account | undefined } => {
+    const key = pk.toString("hex");
+    const c = changes.get(key);
+    return { key, acct: c ? c.after : state.getAccount(pk) };
+  };
+  const put = (key: string, pk: Buffer, acct: Account): void => {
+    const c = changes.get(key);
+    if (c) c.after = acct;
+    else changes.set(key, { pubkey: pk, before: state.getAccount(pk), after: acct });
+  };
+  const included: Transaction[] = [];
+  for (let i = 0; i < txs.length; i++) {
+    const tx = txs[i]!;
+    const reject = (code: BlockErrorCode, reason: string): void => {
+      if (!opts.skipInvalid) fail(code, height, `transaction ${i}: ${reason}`, { tx: i });
+    };
+    const from = get(tx.from);
+    const sender = from.acct ?? { balance: 0n, nonce: 0n };
+    if (tx.nonce !== sender.nonce) {
+      reject(BlockErrorCode.BadNonce, `nonce ${tx.nonce} but the account is at ${sender.nonce}`);
+      continue;
+    }
+    if (sender.balance < tx.amount) {
+      reject(BlockErrorCode.InsufficientBalance, `amount ${tx.amount} exceeds balance ${sender.balance}`);
+      continue;
+    }
+    put(from.key, tx.from, { balance: sender.balance - tx.amount, nonce: sender.nonce + 1n });
+    const to = get(tx.to);
+    const recipient = to.acct ?? { balance: 0n, nonce: 0n };
+    if (recipient.balance + tx.amount > U64_MAX) {
+      // Undo the debit before refusing: the sender's change must not stand alone.
+      put(from.key, tx.from, sender);
+      reject(BlockErrorCode.BalanceOverflow, "recipient balance would overflow 64 bits");
+      continue;
+    }
+    put(to.key, tx.to, { balance: recipient.balance + tx.amount, nonce: recipient.nonce });
+    included.push(tx);
+  }
+  const lt = base.clone();
+  for (const c of changes.values()) {
+    if (c.before) lt.remove(accountLeaf(c.pubkey, c.before));
+    lt.add(accountLeaf(c.pubkey, c.after));
+  }
+  return { changes, ltHash: lt, stateRoot: lt.root(), included };
+}
+
+/** Applies a block's transactions and checks the state root its header commits to. */
+export function executeBlock(state: StateReader, base: LtHash, block: Block): Execution {
+  const ex = executeTxs(state, base, block.header.height, block.txs);
+  if (!ex.stateRoot.equals(block.header.stateRoot)) {
+    fail(
+      BlockErrorCode.BadStateRoot,
+      block.header.height,
+      `state root ${hex(ex.stateRoot)} differs from the header's ${hex(block.header.stateRoot)}`,
+    );
+  }
+  return ex;
+}
+
+export { blockHash };

@@ -1,0 +1,146 @@
+// Goal: prove the transaction Merkle root and the LtHash state commitment bind exactly their contents; method: compare merkleRoot with an independent RFC 6962 reference and known collision shapes, and drive LtHash through reorderings, removals and serialisation.
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { test } from "node:test";
+import { accountLeaf, LtHash } from "../../src/chain/lthash.js";
+import { EMPTY_ROOT, merkleRoot } from "../../src/chain/merkle.js";
+
+// An independent hash so the expectations below do not reuse the code under test.
+function h(...parts: Buffer[]): Buffer {
+  const hash = createHash("sha256");
+  for (const p of parts) hash.update(p);
+  return hash.digest();
+}
+
+const leaf = (n: number): Buffer => h(Buffer.from(`leaf ${n}`));
+const [a, b, c] = [leaf(1), leaf(2), leaf(3)];
+
+/** RFC 6962 section 2.1 Merkle Tree Hash for n >= 1: split at the largest power of two below n. */
+function rfc6962Root(leaves: Buffer[]): Buffer {
+  if (leaves.length === 1) return h(Buffer.from([0]), leaves[0]!);
+  let k = 1;
+  while (k * 2 < leaves.length) k *= 2;
+  return h(Buffer.from([1]), rfc6962Root(leaves.slice(0, k)), rfc6962Root(leaves.slice(k)));
+}
+
+// --- merkle ---
+
+test("the Merkle root of an empty list is the EMPTY_ROOT constant, sha256 of 'chainvault/empty'", () => {
+  assert.deepEqual(merkleRoot([]), EMPTY_ROOT);
+  assert.deepEqual(EMPTY_ROOT, h(Buffer.from("chainvault/empty")));
+  assert.notDeepEqual(merkleRoot([Buffer.alloc(0)]), EMPTY_ROOT);
+});
+
+test("a single leaf's root is its 0x00-prefixed hash, not the leaf itself", () => {
+  assert.deepEqual(merkleRoot([a]), h(Buffer.from([0]), a));
+  assert.notDeepEqual(merkleRoot([a]), a);
+});
+
+test("merkleRoot matches the RFC 6962 tree hash for 1 to 17 leaves", () => {
+  const leaves = Array.from({ length: 17 }, (_, i) => leaf(i));
+  for (let n = 1; n <= leaves.length; n++) {
+    assert.deepEqual(merkleRoot(leaves.slice(0, n)), rfc6962Root(leaves.slice(0, n)), `${n} leaves`);
+  }
+});
+
+test("an odd last leaf is promoted, so [a,b,c] and [a,b,c,c] have different roots", () => {
+  assert.notDeepEqual(merkleRoot([a, b, c]), merkleRoot([a, b, c, c]));
+  assert.notDeepEqual(merkleRoot([a]), merkleRoot([a, a]));
+  assert.notDeepEqual(merkleRoot([a, b, c, c]), merkleRoot([a, b, c, c, c, c]));
+});
+
+test("different leaf lists give different roots: order, length and content all count", () => {
+  const lists = [[a], [b], [a, b], [b, a], [a, b, c], [a, c, b], [a, b, c, a]];
+  const roots = new Set(lists.map((l) => merkleRoot(l).toString("hex")));
+  assert.equal(roots.size, lists.length);
+  assert.deepEqual(merkleRoot([a, b]), merkleRoot([Buffer.from(a), Buffer.from(b)]));
+});
+
+test("a leaf equal to an inner node's preimage does not share its root", () => {
+  const inner = Buffer.concat([h(Buffer.from([0]), a), h(Buffer.from([0]), b)]);
+  assert.notDeepEqual(merkleRoot([inner]), merkleRoot([a, b]));
+});
+
+// --- lthash ---
+
+const acct = (n: number, balance: bigint, nonce = 0n): Buffer =>
+  accountLeaf(Buffer.alloc(32, n), { balance, nonce });
+const [x, y, z] = [acct(1, 100n), acct(2, 200n), acct(3, 300n)];
+
+function ltOf(leaves: Buffer[]): LtHash {
+  const lt = new LtHash();
+  for (const l of leaves) lt.add(l);
+  return lt;
+}
+
+test("LtHash gives the same root whatever order the leaves are added in", () => {
+  const root = ltOf([x, y, z]).root();
+  for (const order of [
+    [x, z, y],
+    [y, x, z],
+    [y, z, x],
+    [z, x, y],
+    [z, y, x],
+  ]) {
+    assert.deepEqual(ltOf(order).root(), root);
+  }
+});
+
+test("adding then removing leaves returns LtHash to the empty value", () => {
+  const empty = new LtHash();
+  assert.ok(empty.lanes.every((v) => v === 0));
+  const lt = ltOf([x, y]);
+  assert.notDeepEqual(lt.root(), empty.root());
+  lt.remove(y);
+  assert.deepEqual(lt.root(), ltOf([x]).root());
+  lt.remove(x);
+  assert.ok(lt.lanes.every((v) => v === 0));
+  assert.deepEqual(lt.root(), empty.root());
+});
+
+test("removing before adding gives the same result, so lane arithmetic wraps modulo 2^16", () => {
+  const lt = new LtHash();
+  lt.remove(x);
+  lt.add(y);
+  lt.add(x);
+  assert.deepEqual(lt.root(), ltOf([y]).root());
+});
+
+test("LtHash.fromBytes(toBytes()) restores the same state as an independent copy", () => {
+  const lt = ltOf([x, y]);
+  const bytes = lt.toBytes();
+  assert.equal(bytes.length, 2048);
+  const restored = LtHash.fromBytes(bytes);
+  assert.deepEqual(restored.root(), lt.root());
+  assert.deepEqual(restored.toBytes(), bytes);
+  lt.add(z);
+  assert.deepEqual(restored.root(), ltOf([x, y]).root());
+});
+
+test("LtHash.fromBytes refuses a state of the wrong size", () => {
+  assert.throws(() => LtHash.fromBytes(Buffer.alloc(2047)), RangeError);
+  assert.throws(() => LtHash.fromBytes(Buffer.alloc(2049)), RangeError);
+});
+
+test("a cloned LtHash evolves independently of the original", () => {
+  const lt = ltOf([x]);
+  const copy = lt.clone();
+  copy.add(y);
+  assert.deepEqual(lt.root(), ltOf([x]).root());
+  assert.deepEqual(copy.root(), ltOf([x, y]).root());
+});
+
+test("different sets of leaves give different LtHash roots", () => {
+  const sets = [[], [x], [y], [x, y], [x, y, z], [x, x]];
+  const roots = new Set(sets.map((s) => ltOf(s).root().toString("hex")));
+  assert.equal(roots.size, sets.length);
+});
+
+test("accountLeaf commits to the key, the balance and the nonce", () => {
+  const base = acct(1, 100n, 0n);
+  assert.equal(base.length, 48);
+  for (const other of [acct(2, 100n, 0n), acct(1, 101n, 0n), acct(1, 100n, 1n)]) {
+    assert.notDeepEqual(other, base);
+    assert.notDeepEqual(ltOf([other]).root(), ltOf([base]).root());
+  }
+});
