@@ -213,6 +213,15 @@ export class NodeClient {
     });
   }
 
+  /** Replaces the node's peer list at run time. */
+  async setPeers(peers: string[]): Promise<void> {
+    await this.request("/admin/peers", {
+      method: "POST",
+      headers: { ...this.adminHeaders(), "content-type": "application/json" },
+      body: JSON.stringify({ peers }),
+    });
+  }
+
   async metrics(): Promise<string> {
     return (await this.request("/metrics")).text();
   }

@@ -70,7 +70,7 @@ export async function generateChain(dir: string, o: GenerateOptions): Promise<Ge
     { dataDir: nodeDir, segmentBytes: o.segmentBytes ?? 64 * 1024 * 1024, undoDepth: 0 },
     silentLogger(),
   );
-  const payload = Buffer.alloc(o.payloadBytes ?? 0);
+  const payloadBytes = o.payloadBytes ?? 0;
   let cursor = 0;
   let ledgerBytes = 0;
   try {
@@ -88,8 +88,11 @@ export async function generateChain(dir: string, o: GenerateOptions): Promise<Ge
       for (let i = 0; i < o.txsPerBlock; i++) {
         const a = cursor++ % accounts.length;
         const to = accounts[(a + 1) % accounts.length]!;
-        payload.writeUInt32BE(height, 0 % Math.max(1, payload.length - 3));
-        txs.push(signTransfer(genesis.hash, accounts[a]!, to.publicKey, 1n, nonces[a]!, payload));
+        // Each payload is its own buffer (a transaction keeps a reference) and differs per
+        // transaction, like real calldata, so that deduplication has no easy win.
+        const data = Buffer.allocUnsafe(payloadBytes);
+        fillPayload(data, height * 65536 + i);
+        txs.push(signTransfer(genesis.hash, accounts[a]!, to.publicKey, 1n, nonces[a]!, data));
         nonces[a]!++;
       }
       const ex = executeTxs(view, lt, height, txs);
@@ -131,6 +134,21 @@ export async function generateChain(dir: string, o: GenerateOptions): Promise<Ge
     await store.close();
   }
   return { devnet: dn, nodeDir, height: o.blocks, ledgerBytes, elapsedMs: Date.now() - t0 };
+}
+
+/** Fills a buffer with cheap pseudo-random bytes (xorshift32) seeded by `seed`. */
+function fillPayload(b: Buffer, seed: number): void {
+  let x = (seed ^ 0x9e3779b9) >>> 0 || 1;
+  let i = 0;
+  for (; i + 4 <= b.length; i += 4) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    b.writeUInt32LE(x, i);
+  }
+  for (; i < b.length; i++) b[i] = x & 0xff;
 }
 
 function readPem(path: string): string {

@@ -189,6 +189,24 @@ export function buildNodeApi(node: ChainNode, adminToken: string): FastifyInstan
       return reply.code(ok ? 200 : 404).send({ released: ok });
     },
   );
+  app.post<{ Body: { peers?: unknown } }>(
+    "/admin/peers",
+    { preHandler: requireAdmin },
+    async (req, reply) => {
+      const peers = req.body?.peers;
+      if (
+        !Array.isArray(peers) ||
+        peers.length > 64 ||
+        !peers.every((p) => typeof p === "string" && /^https?:\/\/[^\s]+$/.test(p))
+      ) {
+        return reply
+          .code(400)
+          .send({ error: 'Body must be {"peers": ["http://host:port", ...]} with at most 64 URLs' });
+      }
+      node.setPeers(peers as string[]);
+      return { peers: node.peerView().map((p) => p.url) };
+    },
+  );
   app.post("/admin/pause", { preHandler: requireAdmin }, async () => {
     node.setPaused(true);
     return { producing: false };

@@ -19,12 +19,23 @@ export function accountLeaf(pubkey: Buffer, acct: Account): Buffer {
   return new Writer(48).fixed(pubkey, 32).u64(acct.balance).u64(acct.nonce).finish();
 }
 
+// 8192 expansions (16 MiB): a block's new leaf is the next block's old leaf for the same
+// account, so remembering recent expansions halves the hashing for busy accounts.
+const EXPAND_CACHE_MAX = 8192;
+const expandCache = new Map<string, Uint16Array>();
+
 function expand(leaf: Buffer): Uint16Array {
+  const key = leaf.toString("latin1");
+  const hit = expandCache.get(key);
+  if (hit) return hit;
   const out = createHash("shake256", { outputLength: LANES * 2 })
     .update(leaf)
     .digest();
   if (BIG_ENDIAN_HOST) out.swap16();
-  return new Uint16Array(out.buffer, out.byteOffset, LANES);
+  const lanes = new Uint16Array(out.buffer, out.byteOffset, LANES);
+  if (expandCache.size >= EXPAND_CACHE_MAX) expandCache.delete(expandCache.keys().next().value as string);
+  expandCache.set(key, lanes);
+  return lanes;
 }
 
 // Lanes are little-endian on disk and in the root; a big-endian host swaps bytes at the edges.

@@ -53,7 +53,7 @@ const ANCESTOR_WINDOW = 64;
 
 export class ChainNode {
   readonly mempool = new Mempool();
-  private readonly peers: PeerState[];
+  private peers: PeerState[];
   private timers: NodeJS.Timeout[] = [];
   private pollTimer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -92,6 +92,22 @@ export class ChainNode {
 
   get isProducing(): boolean {
     return !!this.opts.validator && !this.paused;
+  }
+
+  /** Replaces the peer list at run time (partition drills, network recovery). */
+  setPeers(urls: string[]): void {
+    const keep = new Map(this.peers.map((p) => [p.client.url, p]));
+    this.peers = urls.map((url) => keep.get(url.replace(/\/$/, "")) ?? this.newPeer(url));
+    this.m.logger.info({ peers: urls }, "Peer list replaced");
+  }
+
+  private newPeer(url: string): PeerState {
+    return {
+      client: new NodeClient(url, { selfUrl: this.opts.selfUrl, timeoutMs: 2000 }),
+      tip: undefined,
+      reachable: false,
+      bannedUntilMs: 0,
+    };
   }
 
   setPaused(paused: boolean): void {
