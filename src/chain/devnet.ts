@@ -152,9 +152,17 @@ export async function devnetInit(dir: string, o: DevnetInitOptions): Promise<Dev
 
 /** The command that runs the chainvault CLI in a child process, built or from source. */
 export function cliCommand(): string[] {
+  // CHAINVAULT_NODE_FLAGS passes flags to child Node processes, e.g. "--cpu-prof" for profiling.
+  const flags = (process.env.CHAINVAULT_NODE_FLAGS ?? "").split(" ").filter(Boolean);
   const built = fileURLToPath(new URL("../cli/main.js", import.meta.url));
-  if (existsSync(built)) return [process.execPath, built];
-  return [process.execPath, "--import", "tsx", fileURLToPath(new URL("../cli/main.ts", import.meta.url))];
+  if (existsSync(built)) return [process.execPath, ...flags, built];
+  return [
+    process.execPath,
+    ...flags,
+    "--import",
+    "tsx",
+    fileURLToPath(new URL("../cli/main.ts", import.meta.url)),
+  ];
 }
 
 interface RunFile {

@@ -164,6 +164,11 @@ export class Reader {
     return this.fixed(n);
   }
 
+  /** The bytes between two offsets already read, without copying. */
+  slice(from: number, to: number): Buffer {
+    return this.buf.subarray(from, to);
+  }
+
   /** Throws unless every byte was consumed: trailing bytes make an encoding non-canonical. */
   end(): void {
     if (this.remaining !== 0) this.invalid(`${this.remaining} trailing bytes`);

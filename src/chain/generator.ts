@@ -96,7 +96,7 @@ export async function generateChain(dir: string, o: GenerateOptions): Promise<Ge
         nonces[a]!++;
       }
       const ex = executeTxs(view, lt, height, txs);
-      for (const [k, c] of ex.changes) overlay.set(k, c.after);
+      for (const c of ex.changes.values()) overlay.set(c.pubkey.toString("hex"), c.after);
       lt = ex.ltHash;
       const proposer = height % validators;
       const ts = state.ts + blockTimeMs;

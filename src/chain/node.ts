@@ -13,7 +13,7 @@ import { hex, verifySync } from "./crypto.js";
 import type { Genesis } from "./genesis.js";
 import { Mempool } from "./mempool.js";
 import type { ChainMetrics } from "./metrics.js";
-import { type ChainStore, prepareBlock } from "./storage/chain-store.js";
+import { type ChainStore, prepareBlock, startSignatureCheck } from "./storage/chain-store.js";
 import { txSigningMessage } from "./tx.js";
 import type { ChainTip, Transaction } from "./types.js";
 import { BlockError, executeTxs } from "./validate.js";
@@ -357,28 +357,29 @@ export class ChainNode {
 
   /** Imports blocks from..to from a peer, fetching the next batch while the current one imports. */
   private async fetchForward(client: NodeClient, from: number, to: number): Promise<number> {
+    // Three stages overlap: the next batch is fetched and its signatures verified on the
+    // thread pool while the current batch is applied to the state on the main thread.
+    const stage = (a: number, b: number) =>
+      client.blocks(a, b).then((batch) => {
+        const prepared = batch.map((x) => prepareBlock(x.block, x.bytes));
+        return { prepared, sigs: startSignatureCheck(this.genesis, prepared) };
+      });
     let total = 0;
-    let next: Promise<FetchedBlock[]> | undefined = client.blocks(
-      from,
-      Math.min(to, from + SYNC_BATCH_BLOCKS - 1),
-    );
+    let next: ReturnType<typeof stage> | undefined = stage(from, Math.min(to, from + SYNC_BATCH_BLOCKS - 1));
     while (next && !this.stopped) {
-      const batch = await next;
+      const { prepared, sigs } = await next;
       next = undefined;
-      if (batch.length === 0) break;
-      const last = batch[batch.length - 1]!.block.header.height;
+      if (prepared.length === 0) break;
+      const last = prepared[prepared.length - 1]!.block.header.height;
       if (last < to) {
-        next = client.blocks(last + 1, Math.min(to, last + SYNC_BATCH_BLOCKS));
+        next = stage(last + 1, Math.min(to, last + SYNC_BATCH_BLOCKS));
         next.catch(() => undefined);
       }
-      await this.store.importBlocks(
-        batch.map((b) => prepareBlock(b.block, b.bytes)),
-        { nowMs: Date.now() },
-      );
-      total += batch.length;
+      await this.store.importBlocks(prepared, { nowMs: Date.now(), signatures: sigs });
+      total += prepared.length;
       this.afterImport(
-        batch.length,
-        batch.reduce((s, b) => s + b.block.txs.length, 0),
+        prepared.length,
+        prepared.reduce((s, b) => s + b.block.txs.length, 0),
       );
     }
     return total;

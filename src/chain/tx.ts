@@ -19,7 +19,14 @@ function writeUnsigned(w: Writer, tx: Omit<Transaction, "signature">): void {
   w.bytes16(tx.data);
 }
 
+// The bytes each decoded transaction was read from, so that hashing and signature checks
+// do not re-encode it. Keyed by object, so a modified copy is a new object; and the fields
+// are views of these same bytes, so even an in-place edit of a field shows in them.
+const rawOf = new WeakMap<Transaction, Buffer>();
+
 export function encodeTx(tx: Transaction): Buffer {
+  const raw = rawOf.get(tx);
+  if (raw) return raw;
   if (tx.data.length > TX_DATA_BYTES_MAX)
     throw new RangeError(`Payload of ${tx.data.length} bytes exceeds ${TX_DATA_BYTES_MAX}`);
   const w = new Writer(160 + tx.data.length);
@@ -30,6 +37,7 @@ export function encodeTx(tx: Transaction): Buffer {
 
 /** Reads one transaction from a reader positioned at its first byte. */
 export function readTx(r: Reader): Transaction {
+  const start = r.offset;
   const version = r.u8();
   if (version !== TX_VERSION) r.invalid(`unknown transaction version ${version}`);
   const from = r.fixed(PUBKEY_BYTES);
@@ -38,7 +46,9 @@ export function readTx(r: Reader): Transaction {
   const nonce = r.u64();
   const data = r.bytes16(TX_DATA_BYTES_MAX);
   const signature = r.fixed(SIGNATURE_BYTES);
-  return { from, to, amount, nonce, data, signature };
+  const tx = { from, to, amount, nonce, data, signature };
+  rawOf.set(tx, r.slice(start, r.offset));
+  return tx;
 }
 
 export function decodeTx(buf: Buffer): Transaction {
@@ -50,6 +60,8 @@ export function decodeTx(buf: Buffer): Transaction {
 
 /** The message an account signs for this transaction on the chain named by genesisHash. */
 export function txSigningMessage(genesisHash: Buffer, tx: Omit<Transaction, "signature">): Buffer {
+  const raw = rawOf.get(tx as Transaction);
+  if (raw) return sha256(TX_DOMAIN, genesisHash, raw.subarray(0, raw.length - SIGNATURE_BYTES));
   const w = new Writer(160 + tx.data.length);
   writeUnsigned(w, tx);
   return sha256(TX_DOMAIN, genesisHash, w.finish());

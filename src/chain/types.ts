@@ -3,14 +3,14 @@
 /** A signed transfer with an optional data payload. */
 export interface Transaction {
   /** Sender's raw ed25519 public key: accounts are named by their key. */
-  from: Buffer;
-  to: Buffer;
-  amount: bigint;
+  readonly from: Buffer;
+  readonly to: Buffer;
+  readonly amount: bigint;
   /** Equals the sender's count of earlier transactions. */
-  nonce: bigint;
+  readonly nonce: bigint;
   /** Calldata, at most {@link TX_DATA_BYTES_MAX} bytes. */
-  data: Buffer;
-  signature: Buffer;
+  readonly data: Buffer;
+  readonly signature: Buffer;
 }
 
 export interface BlockHeader {

@@ -185,15 +185,19 @@ export function executeTxs(
   opts: { skipInvalid?: boolean } = {},
 ): Execution {
   const changes = new Map<string, AccountChange>();
+  // Each account is read from the state at most once per call.
+  const loaded = new Map<string, Account | undefined>();
   const get = (pk: Buffer): { key: string; acct: Account | undefined } => {
-    const key = pk.toString("hex");
+    const key = pk.toString("latin1");
     const c = changes.get(key);
-    return { key, acct: c ? c.after : state.getAccount(pk) };
+    if (c) return { key, acct: c.after };
+    if (!loaded.has(key)) loaded.set(key, state.getAccount(pk));
+    return { key, acct: loaded.get(key) };
   };
   const put = (key: string, pk: Buffer, acct: Account): void => {
     const c = changes.get(key);
     if (c) c.after = acct;
-    else changes.set(key, { pubkey: pk, before: state.getAccount(pk), after: acct });
+    else changes.set(key, { pubkey: pk, before: loaded.get(key), after: acct });
   };
   const included: Transaction[] = [];
   for (let i = 0; i < txs.length; i++) {

@@ -187,7 +187,7 @@ export async function validateNodeData(
 
   let stateDbMatches: boolean | null = null;
   if (!fault && !o.skipStateDb && existsSync(join(dataDir, "state", "state.db"))) {
-    const st = new StateStore(join(dataDir, "state", "state.db"), genesis);
+    const st = new StateStore(join(dataDir, "state", "state.db"), genesis, { readonly: true });
     try {
       const head = st.head;
       const sameHead = (head?.height ?? 0) === parent.height && (head ? head.hash.equals(parent.hash) : true);

@@ -119,7 +119,7 @@ export function buildBlocks(
       const tx = signTransfer(genesis.hash, from, to.publicKey, amount, nonce);
       // Apply each transfer to the overlay at once, so the next one sees its nonce.
       const ex = executeTxs(view, lt, height, [tx]);
-      for (const [key, c] of ex.changes) overlay.set(key, c.after);
+      for (const c of ex.changes.values()) overlay.set(c.pubkey.toString("hex"), c.after);
       lt = ex.ltHash;
       txs.push(tx);
     }

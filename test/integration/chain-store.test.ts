@@ -154,25 +154,29 @@ const BAD_BLOCKS: { code: BlockErrorCode; spoil: (ib: ImportedBlock) => Imported
 ];
 
 for (const { code, spoil } of BAD_BLOCKS) {
-  test(`importBlocks refuses a block with ${code}, keeps the valid blocks before it and leaves nothing of it`, async (t) => {
+  test(`importBlocks refuses a block with ${code}, keeps the valid blocks before it and leaves nothing of it or what follows`, async (t) => {
     const { dir, store } = newStore(t);
     const base = await grow(store, 3);
-    const next = buildBlocks(fx, storeBase(store), 4);
+    const next = buildBlocks(fx, storeBase(store), 5);
     const bad = spoil(next[3]!);
-    await assert.rejects(store.importBlocks([next[0]!, next[1]!, next[2]!, bad]), (err: unknown) => {
-      assert.ok(err instanceof BlockError, `expected a BlockError, got ${String(err)}`);
-      assert.equal(err.code, code);
-      assert.equal(err.height, 7);
-      return true;
-    });
+    // The batch goes on past the bad block: nothing after it may be imported either.
+    await assert.rejects(
+      store.importBlocks([next[0]!, next[1]!, next[2]!, bad, next[4]!]),
+      (err: unknown) => {
+        assert.ok(err instanceof BlockError, `expected a BlockError, got ${String(err)}`);
+        assert.equal(err.code, code);
+        assert.equal(err.height, 7);
+        return true;
+      },
+    );
     const kept = [...base, ...next.slice(0, 3)];
     assertChainIs(store, kept);
     assert.equal(store.state.appliedAt(7), undefined, "the state holds nothing of the bad block");
     assert.deepEqual(diskHeights(dir), [1, 2, 3, 4, 5, 6], "the ledger holds nothing of the bad block");
 
-    // The good block at the same height still imports: nothing of the bad one lingers.
-    assert.equal(await store.importBlocks([next[3]!]), 1);
-    assertChainIs(store, [...kept, next[3]!]);
+    // The good blocks still import: nothing of the bad one lingers.
+    assert.equal(await store.importBlocks(next.slice(3)), 2);
+    assertChainIs(store, [...kept, ...next.slice(3)]);
     await store.close();
   });
 }

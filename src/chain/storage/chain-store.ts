@@ -81,6 +81,28 @@ export interface Checkpoint {
   files: { path: string; sizeBytes: number; sealed: boolean }[];
 }
 
+/** Options of {@link ChainStore.importBlocks}. */
+export interface ImportOptions extends HeaderCheckOptions {
+  /** Skip signature checks: only for blocks this process signed itself or built offline. */
+  trustedSignatures?: boolean;
+  /** A signature check already started with {@link startSignatureCheck}, for pipelining. */
+  signatures?: Promise<unknown>;
+}
+
+/**
+ * Starts checking the blocks' signatures on the thread pool. The promise resolves to the
+ * first BlockError found, or undefined; it never rejects, so it can wait unobserved.
+ */
+export function startSignatureCheck(genesis: Genesis, blocks: ImportedBlock[]): Promise<unknown> {
+  return checkSignatures(
+    genesis,
+    blocks.map((b) => b.block),
+  ).then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+}
+
 export class ChainStore {
   readonly ledger: LedgerStore;
   readonly state: StateStore;
@@ -210,26 +232,17 @@ export class ChainStore {
    * Validates and appends blocks that extend the tip. Blocks before the first invalid one
    * are kept; the invalid one's error is thrown. Signatures are checked on all cores.
    */
-  importBlocks(
-    blocks: ImportedBlock[],
-    opts: HeaderCheckOptions & { trustedSignatures?: boolean } = {},
-  ): Promise<number> {
+  importBlocks(blocks: ImportedBlock[], opts: ImportOptions = {}): Promise<number> {
+    // Signature checks start before the mutex is taken, so they overlap the import ahead.
+    const sigs = opts.trustedSignatures
+      ? Promise.resolve(undefined)
+      : (opts.signatures ?? startSignatureCheck(this.genesis, blocks));
     return this.mutex.run(async () => {
       if (blocks.length === 0) return 0;
       let parent = this.ref(this.ledger.tipHeight)!;
-      // Cheap checks of the first block before the signature work: a stale or foreign block fails here.
+      // Cheap checks of the first block before waiting on signatures: a stale or foreign block fails here.
       checkHeader(this.genesis, parent, blocks[0]!.block, opts);
-      let sigError: unknown;
-      if (!opts.trustedSignatures) {
-        try {
-          await checkSignatures(
-            this.genesis,
-            blocks.map((b) => b.block),
-          );
-        } catch (err) {
-          sigError = err;
-        }
-      }
+      const sigError = await sigs;
       let done = 0;
       let failure: unknown;
       this.state.transaction(() => {

@@ -133,7 +133,12 @@ export class LedgerStore {
   /** Opens (creating if needed) the ledger in `opts.dir`, repairing a torn tail. */
   static open(opts: LedgerOptions, logger: Logger): LedgerStore {
     const s = new LedgerStore(opts, logger);
-    s.reconcile();
+    try {
+      s.reconcile();
+    } catch (err) {
+      s.close();
+      throw err;
+    }
     return s;
   }
 
@@ -403,8 +408,8 @@ export class LedgerStore {
       .filter((n): n is number => n !== undefined)
       .sort((a, b) => a - b);
     this.segmentsList.forEach((n, i) => {
-      const expected = (this.segmentsList[0] ?? 0) + i;
-      if (n !== expected || this.segmentsList[0] !== 0) {
+      const expected = i;
+      if (n !== expected) {
         throw new LedgerError(
           { code: LedgerErrorCode.MissingSegment, segment: expected },
           `Cannot open ledger ${this.dir}: segment ${segmentFileName(expected)} is missing; run ledger repair or restore the ledger from a backup`,
@@ -419,10 +424,21 @@ export class LedgerStore {
       this.segmentsList.pop();
     }
 
+    // Every entry's checksum, since one append writes many entries and a crash may keep a
+    // later page of the index but not an earlier one; then the last entry against its record.
     let count = Math.max(
       0,
       Math.floor((fstatSync(this.indexFd).size - INDEX_HEADER_BYTES) / INDEX_ENTRY_BYTES),
     );
+    const all = Buffer.allocUnsafe(count * INDEX_ENTRY_BYTES);
+    readSync(this.indexFd, all, 0, all.length, INDEX_HEADER_BYTES);
+    for (let h = 1; h <= count; h++) {
+      const e = decodeIndexEntry(all.subarray((h - 1) * INDEX_ENTRY_BYTES, h * INDEX_ENTRY_BYTES));
+      if (!e || !this.segmentsList.includes(e.segment)) {
+        count = h - 1;
+        break;
+      }
+    }
     while (count > 0 && !this.entryMatches(count)) count--;
     ftruncateSync(this.indexFd, INDEX_HEADER_BYTES + count * INDEX_ENTRY_BYTES);
     this.count = count;

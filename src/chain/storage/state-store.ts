@@ -76,11 +76,15 @@ export class StateStore implements StateReader {
   constructor(
     readonly path: string,
     genesis: { hash: Buffer; initialAccounts: Map<string, Account>; initialLtHash: LtHash },
+    opts: { readonly?: boolean } = {},
   ) {
-    this.db = new Database(path);
-    this.db.pragma("journal_mode = WAL");
-    this.db.pragma("synchronous = FULL");
-    this.db.exec(SCHEMA);
+    // Read-only opens (validation of a checkpoint or a restored copy) change no byte of the file.
+    this.db = new Database(path, { readonly: !!opts.readonly, fileMustExist: !!opts.readonly });
+    if (!opts.readonly) {
+      this.db.pragma("journal_mode = WAL");
+      this.db.pragma("synchronous = FULL");
+      this.db.exec(SCHEMA);
+    }
     this.q = {
       getAcct: this.db.prepare<[Buffer], { value: Buffer }>("SELECT value FROM accounts WHERE pubkey = ?"),
       putAcct: this.db.prepare<[Buffer, Buffer]>(
@@ -108,6 +112,12 @@ export class StateStore implements StateReader {
       ),
     };
     const g = this.q.getMeta.get("genesis_hash");
+    if (!g && opts.readonly) {
+      throw new StateError(
+        { code: StateErrorCode.Corrupt, path },
+        `Cannot open state ${path}: it holds no chain (no genesis record); restore the state from a backup`,
+      );
+    }
     if (!g) {
       this.db.transaction(() => {
         this.q.putMeta.run("genesis_hash", genesis.hash);
@@ -160,7 +170,14 @@ export class StateStore implements StateReader {
   transaction<T>(fn: () => T): T {
     const saved = { lt: this.lt, head: this.headCache };
     try {
-      return this.db.transaction(fn).immediate();
+      return this.db
+        .transaction(() => {
+          const r = fn();
+          // The commitment is written once per transaction, not once per block: it is 2 KiB.
+          if (this.lt !== saved.lt) this.q.putMeta.run("lthash", this.lt.toBytes());
+          return r;
+        })
+        .immediate();
     } catch (err) {
       // The database rolled back; so do the cached head and commitment.
       this.lt = saved.lt;
@@ -179,7 +196,6 @@ export class StateStore implements StateReader {
       keepUndo ? encodeUndo(ex.changes.values()) : null,
     );
     this.lt = ex.ltHash;
-    this.q.putMeta.run("lthash", this.lt.toBytes());
     this.headCache = block;
   }
 
@@ -207,7 +223,6 @@ export class StateStore implements StateReader {
     }
     this.q.delBlock.run(head.height);
     this.lt = lt;
-    this.q.putMeta.run("lthash", lt.toBytes());
     this.headCache = this.readHead();
   }
 

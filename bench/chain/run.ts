@@ -1,0 +1,166 @@
+/**
+ * bench/chain: how fast a fresh node syncs a generated chain from a peer, and how fast a
+ * full offline validation runs, each beside this machine's ed25519 verification rate
+ * measured in the same run with the same primitive (Node's crypto.verify on the libuv
+ * thread pool, all cores). Verification is meant to be the bottleneck: the target is at
+ * least 70% of that rate.
+ *
+ *   node dist/bench/chain/run.js [--blocks 5000] [--txs-per-block 40] [--payload-bytes 128]
+ *
+ * Prints a table and ends with one JSON line.
+ */
+import { generateKeyPairSync, sign, verify } from "node:crypto";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { NodeClient } from "../../src/chain/client.js";
+import { spawnNode, waitHealthy } from "../../src/chain/devnet.js";
+import { generateChain } from "../../src/chain/generator.js";
+import { Genesis } from "../../src/chain/genesis.js";
+import { validateNodeData } from "../../src/ledger/validate.js";
+
+const { values: args } = parseArgs({
+  options: {
+    blocks: { type: "string", default: "5000" },
+    "txs-per-block": { type: "string", default: "40" },
+    "payload-bytes": { type: "string", default: "128" },
+    keep: { type: "boolean", default: false },
+  },
+});
+const blocks = Number(args.blocks);
+const txsPerBlock = Number(args["txs-per-block"]);
+const payloadBytes = Number(args["payload-bytes"]);
+
+async function ed25519Rate(): Promise<{ poolPerSec: number; oneThreadPerSec: number }> {
+  const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+  // 20,000 signatures over 200-byte messages: about a transaction's signing input.
+  const n = 20_000;
+  const msgs = Array.from({ length: n }, (_, i) => Buffer.alloc(200, i & 0xff));
+  const sigs = msgs.map((m) => sign(null, m, privateKey));
+  let t = performance.now();
+  for (let i = 0; i < n; i++) verify(null, msgs[i]!, publicKey, sigs[i]!);
+  const oneThreadPerSec = n / ((performance.now() - t) / 1000);
+  t = performance.now();
+  await Promise.all(
+    msgs.map((m, i) => new Promise<boolean>((r) => verify(null, m, publicKey, sigs[i]!, (_e, ok) => r(ok)))),
+  );
+  const poolPerSec = n / ((performance.now() - t) / 1000);
+  return { poolPerSec, oneThreadPerSec };
+}
+
+function row(
+  name: string,
+  seconds: number,
+  nBlocks: number,
+  bytes: number,
+  sigs: number,
+  rate: number,
+): Record<string, string> {
+  return {
+    measure: name,
+    seconds: seconds.toFixed(2),
+    "blocks/s": (nBlocks / seconds).toFixed(0),
+    "MB/s": (bytes / seconds / 1e6).toFixed(2),
+    "sigs/s": (sigs / seconds).toFixed(0),
+    "of ed25519 rate": `${((sigs / seconds / rate) * 100).toFixed(0)}%`,
+  };
+}
+
+async function main(): Promise<void> {
+  const root = join(tmpdir(), `cv-bench-chain-${process.pid}`);
+  const dir = join(root, "net");
+  process.stderr.write(
+    `Generating ${blocks} blocks × ${txsPerBlock} transactions (${payloadBytes}-byte payloads)…\n`,
+  );
+  const gen = await generateChain(dir, { blocks, txsPerBlock, payloadBytes });
+  const genesis = Genesis.load(join(dir, "genesis.json"));
+  const sigs = blocks * (txsPerBlock + 1);
+
+  const rate = await ed25519Rate();
+
+  process.stderr.write("Validating the chain offline…\n");
+  const v = await validateNodeData(join(dir, "node-0"), genesis);
+  if (!v.ok) throw new Error(`Generated chain does not validate: ${JSON.stringify(v.fault)}`);
+  const validateS = v.elapsedMs / 1000;
+
+  // The syncing node is a non-validator, so it only imports.
+  const n1cfg = join(dir, "node-1", "node.json");
+  const cfg = JSON.parse(readFileSync(n1cfg, "utf8")) as Record<string, unknown>;
+  delete cfg.validatorKey;
+  cfg.logLevel = "warn";
+  writeFileSync(n1cfg, JSON.stringify(cfg));
+  const dn = JSON.parse(readFileSync(join(dir, "devnet.json"), "utf8")) as {
+    nodes: { id: string; dataDir: string; url: string; validator: boolean }[];
+  };
+  const pids: number[] = [];
+  try {
+    pids.push(spawnNode(dir, dn.nodes[0]!));
+    if (!(await waitHealthy(dn.nodes[0]!.url, 30_000))) throw new Error("source node did not start");
+    const token = readFileSync(join(dir, "node-0", "admin.token"), "utf8").trim();
+    const src = new NodeClient(dn.nodes[0]!.url, { adminToken: token });
+    await src.setProducing(false);
+    const target = (await src.status()).height;
+    process.stderr.write(`Syncing ${target} blocks into a fresh node…\n`);
+    const t0 = performance.now();
+    pids.push(spawnNode(dir, dn.nodes[1]!));
+    const c1 = new NodeClient(dn.nodes[1]!.url);
+    for (;;) {
+      const s = await c1.status(2000).catch(() => undefined);
+      if (s && s.height >= target) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const syncS = (performance.now() - t0) / 1000;
+    const table = [
+      {
+        measure: "ed25519 verify, thread pool",
+        seconds: "-",
+        "blocks/s": "-",
+        "MB/s": "-",
+        "sigs/s": rate.poolPerSec.toFixed(0),
+        "of ed25519 rate": "100%",
+      },
+      {
+        measure: "ed25519 verify, one thread",
+        seconds: "-",
+        "blocks/s": "-",
+        "MB/s": "-",
+        "sigs/s": rate.oneThreadPerSec.toFixed(0),
+        "of ed25519 rate": `${((rate.oneThreadPerSec / rate.poolPerSec) * 100).toFixed(0)}%`,
+      },
+      row("full validation (offline)", validateS, blocks, gen.ledgerBytes, sigs, rate.poolPerSec),
+      row("fresh node sync from a peer", syncS, target, gen.ledgerBytes, sigs, rate.poolPerSec),
+    ];
+    console.log(
+      `chain: ${blocks} blocks, ${blocks * txsPerBlock} transactions, ${(gen.ledgerBytes / 1e6).toFixed(1)} MB of ledger; ${availableParallelism()} cores`,
+    );
+    console.table(table);
+    console.log(
+      JSON.stringify({
+        cores: availableParallelism(),
+        blocks,
+        txs: blocks * txsPerBlock,
+        ledger_bytes: gen.ledgerBytes,
+        ed25519_verify_per_s: Math.round(rate.poolPerSec),
+        validate_blocks_per_s: Math.round(blocks / validateS),
+        validate_mb_per_s: Number((gen.ledgerBytes / validateS / 1e6).toFixed(2)),
+        validate_ratio_of_ed25519: Number((sigs / validateS / rate.poolPerSec).toFixed(3)),
+        sync_blocks_per_s: Math.round(target / syncS),
+        sync_mb_per_s: Number((gen.ledgerBytes / syncS / 1e6).toFixed(2)),
+        sync_ratio_of_ed25519: Number((sigs / syncS / rate.poolPerSec).toFixed(3)),
+      }),
+    );
+  } finally {
+    for (const pid of pids) {
+      try {
+        process.kill(pid, "SIGTERM");
+      } catch {
+        // Already gone.
+      }
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    if (!args.keep) rmSync(root, { recursive: true, force: true });
+  }
+}
+
+await main();
