@@ -73,6 +73,19 @@ before(async () => {
   // A head above genesis, so that every candidate has a real parent block to build on.
   await waitFor("node-0 to produce two blocks", async () => (await client.status()).height >= 2, 20_000);
   await client.setProducing(false);
+  // A block already in production when the pause arrived may still land: wait until the
+  // head is the same in two polls in a row, so every test starts from a fixed head.
+  let last: string | undefined;
+  await waitFor(
+    "node-0's head to stay put",
+    async () => {
+      const head = (await client.status()).headHash;
+      const stable = head === last;
+      last = head;
+      return stable;
+    },
+    5000,
+  );
 });
 
 after(async () => {

@@ -19,6 +19,7 @@ import {
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
+import { crashPoint } from "../../util/crash-points.js";
 import { CodedError } from "../../util/errors.js";
 import { writeFileAtomic } from "../../util/fs-atomic.js";
 import type { Logger } from "../../util/logger.js";
@@ -266,6 +267,7 @@ export class ChainStore {
         }
         // Durable in the ledger before the state commits: see the module comment.
         this.ledger.append(items);
+        crashPoint("chain.import.after-ledger-append");
       });
       if (failure) throw failure;
       return done;
@@ -311,6 +313,7 @@ export class ChainStore {
           );
         }
         this.ledger.truncate(ancestor);
+        crashPoint("chain.reorg.after-truncate");
         this.ledger.append(blocks.map((b) => this.ledgerItem(b)));
       });
       this.logger.warn({ ancestor, from: oldTip.height, to: this.tip().height }, "Chain reorganised");

@@ -21,6 +21,7 @@ import {
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
+import { crashPoint } from "../../util/crash-points.js";
 import { CodedError } from "../../util/errors.js";
 import { fsyncDir } from "../../util/fs-atomic.js";
 import type { Logger } from "../../util/logger.js";
@@ -260,6 +261,7 @@ export class LedgerStore {
     }
     if (this.active) fsyncSync(this.active.fd);
     if (created) fsyncDir(this.dir);
+    crashPoint("ledger.before-index");
     const idx = Buffer.concat(entries.map(encodeIndexEntry));
     writeSync(this.indexFd, idx, 0, idx.length, INDEX_HEADER_BYTES + this.count * INDEX_ENTRY_BYTES);
     fsyncSync(this.indexFd);
@@ -269,6 +271,11 @@ export class LedgerStore {
 
   private writeActive(buf: Buffer): void {
     const a = this.active!;
+    if (process.env.CHAINVAULT_CRASH_AT?.startsWith("ledger.torn-record")) {
+      // Half a record reaches the file, then the process dies: a torn write.
+      writeSync(a.fd, buf, 0, buf.length >> 1, a.size);
+      crashPoint("ledger.torn-record");
+    }
     let off = 0;
     while (off < buf.length) off += writeSync(a.fd, buf, off, buf.length - off, a.size + off);
     a.size += buf.length;
@@ -295,6 +302,7 @@ export class LedgerStore {
     closeSync(a.fd);
     this.active = undefined;
     this.sealedLast = true;
+    crashPoint("ledger.after-seal");
     this.logger.debug({ segment: a.segment, lastHeight, blocks: a.blocks }, "Ledger segment sealed");
   }
 
