@@ -41,11 +41,17 @@ async function ed25519Rate(): Promise<{ poolPerSec: number; oneThreadPerSec: num
   let t = performance.now();
   for (let i = 0; i < n; i++) verify(null, msgs[i]!, publicKey, sigs[i]!);
   const oneThreadPerSec = n / ((performance.now() - t) / 1000);
-  t = performance.now();
-  await Promise.all(
-    msgs.map((m, i) => new Promise<boolean>((r) => verify(null, m, publicKey, sigs[i]!, (_e, ok) => r(ok)))),
-  );
-  const poolPerSec = n / ((performance.now() - t) / 1000);
+  // The best of three runs: the reference is what the machine can do, not an unlucky moment.
+  let poolPerSec = 0;
+  for (let run = 0; run < 3; run++) {
+    t = performance.now();
+    await Promise.all(
+      msgs.map(
+        (m, i) => new Promise<boolean>((r) => verify(null, m, publicKey, sigs[i]!, (_e, ok) => r(ok))),
+      ),
+    );
+    poolPerSec = Math.max(poolPerSec, n / ((performance.now() - t) / 1000));
+  }
   return { poolPerSec, oneThreadPerSec };
 }
 

@@ -7,9 +7,9 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { blockHash, decodeBlock } from "../chain/block.js";
+import { decodeBlock, HEADER_BYTES } from "../chain/block.js";
 import { blockWeight } from "../chain/consensus.js";
-import { hex } from "../chain/crypto.js";
+import { hex, sha256 } from "../chain/crypto.js";
 import type { Genesis } from "../chain/genesis.js";
 import type { LtHash } from "../chain/lthash.js";
 import { readSegments } from "../chain/storage/segment-reader.js";
@@ -68,7 +68,7 @@ class MemoryState implements StateReader {
 }
 
 interface Pending {
-  blocks: { block: Block; file: string; offset: number; size: number }[];
+  blocks: { block: Block; hash: Buffer; file: string; offset: number; size: number }[];
   sigs: Promise<unknown>;
 }
 
@@ -122,7 +122,7 @@ export async function validateNodeData(
         };
         return false;
       }
-      parent = { height: h, hash: blockHash(b.block.header), timestampMs: b.block.header.timestampMs };
+      parent = { height: h, hash: b.hash, timestampMs: b.block.header.timestampMs };
       weight += blockWeight(h, b.block.header.proposer, n);
       blocks++;
       txs += b.block.txs.length;
@@ -166,7 +166,13 @@ export async function validateNodeData(
         break;
       }
       expected++;
-      batch.push({ block, file: e.file, offset: e.offset, size: e.payload.length });
+      batch.push({
+        block,
+        hash: sha256(e.payload.subarray(0, HEADER_BYTES)),
+        file: e.file,
+        offset: e.offset,
+        size: e.payload.length,
+      });
       if (batch.length >= BATCH_BLOCKS) {
         const next = startSigs(batch);
         batch = [];

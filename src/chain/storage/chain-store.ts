@@ -24,9 +24,9 @@ import { CodedError } from "../../util/errors.js";
 import { writeFileAtomic } from "../../util/fs-atomic.js";
 import type { Logger } from "../../util/logger.js";
 import { Mutex } from "../../util/mutex.js";
-import { blockHash, decodeBlock, encodeBlock } from "../block.js";
+import { decodeBlock, encodeBlock, HEADER_BYTES } from "../block.js";
 import { blockWeight, isBetterTip } from "../consensus.js";
-import { hex } from "../crypto.js";
+import { hex, sha256 } from "../crypto.js";
 import type { Genesis } from "../genesis.js";
 import type { Block, ChainTip } from "../types.js";
 import {
@@ -68,7 +68,9 @@ export interface ImportedBlock {
 }
 
 export function prepareBlock(block: Block, bytes?: Buffer): ImportedBlock {
-  return { block, bytes: bytes ?? encodeBlock(block), hash: blockHash(block.header) };
+  const b = bytes ?? encodeBlock(block);
+  // The header is the first HEADER_BYTES of the encoding: hash those bytes, do not re-encode.
+  return { block, bytes: b, hash: sha256(b.subarray(0, HEADER_BYTES)) };
 }
 
 /** A consistent, read-only copy of the node's data at one height, for backups. */
