@@ -59,6 +59,13 @@ export function buildNodeApi(node: ChainNode, adminToken: string): FastifyInstan
   const tokenBuf = Buffer.from(adminToken);
 
   const requireAdmin = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    if (tokenBuf.length === 0) {
+      await reply.code(503).send({
+        error:
+          "The admin API is disabled: this node has no admin.token; create one (32+ random bytes, hex) and restart the node",
+      });
+      return;
+    }
     const h = req.headers.authorization ?? "";
     const given = Buffer.from(h.startsWith("Bearer ") ? h.slice(7) : "");
     if (given.length !== tokenBuf.length || !timingSafeEqual(given, tokenBuf)) {
@@ -69,7 +76,12 @@ export function buildNodeApi(node: ChainNode, adminToken: string): FastifyInstan
   };
 
   app.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
-    const status = err instanceof BlockError || err instanceof DecodeError ? 400 : (err.statusCode ?? 500);
+    const bad =
+      err instanceof BlockError ||
+      err instanceof DecodeError ||
+      err instanceof TypeError ||
+      err instanceof RangeError;
+    const status = bad ? 400 : (err.statusCode ?? 500);
     void reply.code(status).send({ error: err.message, code: (err as { code?: string }).code });
   });
 

@@ -116,7 +116,7 @@ export async function startNode(dataDir: string, opts: { logToStderr?: boolean }
       },
       { store, logger, metrics, ...(watermark ? { watermark } : {}) },
     );
-    const app = buildNodeApi(node, adminToken || "-no-admin-token-configured-");
+    const app = buildNodeApi(node, adminToken);
     await app.listen({ host: cfg.host, port: cfg.port });
     node.start();
     const tip = store.tip();

@@ -14,3 +14,11 @@ export function crashPoint(name: string): void {
   hits++;
   if (hits >= nth) process.kill(process.pid, "SIGKILL");
 }
+
+/**
+ * Named failure points: with CHAINVAULT_FAIL_AT=<name>, the point throws as an I/O error
+ * (a full disk, say) would, so tests can prove a failed write leaves nothing half-done.
+ */
+export function failPoint(name: string): void {
+  if (process.env.CHAINVAULT_FAIL_AT === name) throw new Error(`Injected failure at ${name}`);
+}

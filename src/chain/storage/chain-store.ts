@@ -6,6 +6,7 @@
  * reverts the state to the highest height the ledger agrees with and replays the ledger
  * from there, so the node restarts into a fully valid chain.
  */
+import { randomBytes } from "node:crypto";
 import {
   closeSync,
   copyFileSync,
@@ -14,21 +15,24 @@ import {
   linkSync,
   mkdirSync,
   openSync,
+  readFileSync,
   readSync,
   rmSync,
+  statSync,
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
 import { crashPoint } from "../../util/crash-points.js";
 import { CodedError } from "../../util/errors.js";
-import { writeFileAtomic } from "../../util/fs-atomic.js";
+import { fsyncDir, writeFileAtomic } from "../../util/fs-atomic.js";
 import type { Logger } from "../../util/logger.js";
 import { Mutex } from "../../util/mutex.js";
 import { decodeBlock, encodeBlock, HEADER_BYTES } from "../block.js";
 import { blockWeight, isBetterTip } from "../consensus.js";
 import { hex, sha256 } from "../crypto.js";
+import { Reader, Writer } from "../encoding.js";
 import type { Genesis } from "../genesis.js";
-import type { Block, ChainTip } from "../types.js";
+import { BLOCK_BYTES_MAX, type Block, type ChainTip } from "../types.js";
 import {
   checkHeader,
   checkSignatures,
@@ -117,16 +121,23 @@ export class ChainStore {
     private readonly logger: Logger,
   ) {
     const n = genesis.validatorCount;
-    this.ledger = LedgerStore.open(
-      {
-        dir: join(opts.dataDir, "ledger"),
-        segmentBytes: opts.segmentBytes,
-        weightOf: (h, p) => blockWeight(h, p, n),
-      },
-      logger,
-    );
     mkdirSync(join(opts.dataDir, "state"), { recursive: true });
+    // The state first: its head is the height the ledger is known to hold (ledger-first commit).
     this.state = new StateStore(join(opts.dataDir, "state", "state.db"), genesis);
+    try {
+      this.ledger = LedgerStore.open(
+        {
+          dir: join(opts.dataDir, "ledger"),
+          segmentBytes: opts.segmentBytes,
+          weightOf: (h, p) => blockWeight(h, p, n),
+          committedHeight: this.state.head?.height ?? 0,
+        },
+        logger,
+      );
+    } catch (err) {
+      this.state.close();
+      throw err;
+    }
   }
 
   /** Opens the store and brings state and ledger into agreement (see the module comment). */
@@ -164,7 +175,34 @@ export class ChainStore {
     return decodeBlock(this.ledger.readBlockBytes(height));
   }
 
+  private get journalPath(): string {
+    return join(this.opts.dataDir, "ledger", REORG_JOURNAL);
+  }
+
+  /** Finishes a reorganisation that a crash interrupted after its journal was written. */
+  private redoReorg(): void {
+    const j = readReorgJournal(this.journalPath);
+    if (!j) return;
+    const at = this.ref(j.ancestor);
+    if (!at || !at.hash.equals(j.ancestorHash)) {
+      // The ledger no longer holds the ancestor: the journal is stale; the normal recovery applies.
+      this.logger.warn(
+        { ancestor: j.ancestor },
+        "Discarding a reorganisation journal that does not match the ledger",
+      );
+    } else {
+      this.logger.warn(
+        { ancestor: j.ancestor, blocks: j.blocks.length },
+        "Finishing a reorganisation interrupted by a crash",
+      );
+      this.ledger.truncate(j.ancestor);
+      this.ledger.append(j.blocks.map((b) => this.ledgerItem(b)));
+    }
+    rmSync(this.journalPath, { force: true });
+  }
+
   private recover(): void {
+    this.redoReorg();
     const ledgerTip = this.ledger.tipHeight;
     let h = Math.min(this.state.head?.height ?? 0, ledgerTip);
     // Highest height at which the state's record of the chain matches the ledger.
@@ -314,10 +352,15 @@ export class ChainStore {
             `Refusing reorganisation to ${hex(newTip.hash).slice(0, 16)} at ${newTip.height}: weight ${newTip.weight} does not beat ${oldTip.weight}`,
           );
         }
+        // The new branch is made durable in a journal before the ledger is cut, so a crash
+        // between the cut and the append is finished on restart (redo), never left half-way.
+        writeReorgJournal(this.journalPath, ancestor, this.ref(ancestor)!.hash, blocks);
+        crashPoint("chain.reorg.after-journal");
         this.ledger.truncate(ancestor);
         crashPoint("chain.reorg.after-truncate");
         this.ledger.append(blocks.map((b) => this.ledgerItem(b)));
       });
+      rmSync(this.journalPath, { force: true });
       this.logger.warn({ ancestor, from: oldTip.height, to: this.tip().height }, "Chain reorganised");
     });
   }
@@ -342,7 +385,7 @@ export class ChainStore {
     return this.mutex.run(() => {
       const createdAtMs = Date.now();
       const tip = this.tip();
-      const id = `cp-${tip.height}-${createdAtMs}`;
+      const id = `cp-${tip.height}-${createdAtMs}-${randomBytes(3).toString("hex")}`;
       const dir = join(this.opts.dataDir, "checkpoints", id);
       mkdirSync(join(dir, "ledger"), { recursive: true });
       mkdirSync(join(dir, "state"), { recursive: true });
@@ -360,8 +403,19 @@ export class ChainStore {
         idxBytes,
       );
       files.push({ path: "ledger/heights.idx", sizeBytes: idxBytes, sealed: false });
-      this.state.snapshotTo(join(dir, "state", "state.db"));
-      files.push({ path: "state/state.db", sizeBytes: 0, sealed: false });
+      const statePath = join(dir, "state", "state.db");
+      this.state.snapshotTo(statePath);
+      fsyncFile(statePath);
+      files.push({ path: "state/state.db", sizeBytes: statSync(statePath).size, sealed: false });
+      // The genesis travels with the data: the copy names the chain it belongs to.
+      writeFileAtomic(join(dir, "genesis.json"), `${JSON.stringify(this.genesis.doc, null, 2)}\n`);
+      files.push({
+        path: "genesis.json",
+        sizeBytes: statSync(join(dir, "genesis.json")).size,
+        sealed: false,
+      });
+      fsyncDir(join(dir, "ledger"));
+      fsyncDir(join(dir, "state"));
       const cp: Checkpoint = {
         id,
         dir,
@@ -378,7 +432,8 @@ export class ChainStore {
 
   /** Deletes a checkpoint directory made by {@link checkpoint}. */
   releaseCheckpoint(id: string): boolean {
-    if (!/^cp-\d+-\d+$/.test(id)) throw new TypeError(`Invalid checkpoint id ${JSON.stringify(id)}`);
+    if (!/^cp-\d+-\d+-[0-9a-f]{6}$/.test(id))
+      throw new TypeError(`Invalid checkpoint id ${JSON.stringify(id)}`);
     const dir = join(this.opts.dataDir, "checkpoints", id);
     if (!existsSync(dir)) return false;
     rmSync(dir, { recursive: true, force: true });
@@ -396,6 +451,54 @@ export class ChainStore {
       this.ledger.close();
       this.state.close();
     });
+  }
+}
+
+/** Name of the redo journal a reorganisation writes before it cuts the ledger. */
+export const REORG_JOURNAL = "reorg.journal";
+
+function writeReorgJournal(
+  path: string,
+  ancestor: number,
+  ancestorHash: Buffer,
+  blocks: ImportedBlock[],
+): void {
+  const w = new Writer(1024)
+    .bytes16(Buffer.from("chainvault/reorg/v1"))
+    .u64(BigInt(ancestor))
+    .fixed(ancestorHash, 32)
+    .u32(blocks.length);
+  for (const b of blocks) w.bytes32(b.bytes);
+  const body = w.finish();
+  writeFileAtomic(path, Buffer.concat([sha256(body), body]));
+}
+
+function readReorgJournal(
+  path: string,
+): { ancestor: number; ancestorHash: Buffer; blocks: ImportedBlock[] } | undefined {
+  if (!existsSync(path)) return undefined;
+  const raw = readFileSync(path);
+  const body = raw.subarray(32);
+  if (raw.length < 32 || !sha256(body).equals(raw.subarray(0, 32))) return undefined;
+  const r = new Reader(body, "reorg journal");
+  r.bytes16();
+  const ancestor = Number(r.u64());
+  const ancestorHash = Buffer.from(r.fixed(32));
+  const n = r.u32();
+  const blocks: ImportedBlock[] = [];
+  for (let i = 0; i < n; i++) {
+    const bytes = Buffer.from(r.bytes32(BLOCK_BYTES_MAX));
+    blocks.push(prepareBlock(decodeBlock(bytes), bytes));
+  }
+  return { ancestor, ancestorHash, blocks };
+}
+
+function fsyncFile(path: string): void {
+  const fd = openSync(path, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
 

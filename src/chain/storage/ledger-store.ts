@@ -17,11 +17,14 @@ import {
   readdirSync,
   readSync,
   renameSync,
+  rmSync,
+  statSync,
+  truncateSync,
   unlinkSync,
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
-import { crashPoint } from "../../util/crash-points.js";
+import { crashPoint, failPoint } from "../../util/crash-points.js";
 import { CodedError } from "../../util/errors.js";
 import { fsyncDir } from "../../util/fs-atomic.js";
 import type { Logger } from "../../util/logger.js";
@@ -58,6 +61,11 @@ export interface LedgerOptions {
   dir: string;
   /** A segment is sealed once it reaches this size. */
   segmentBytes: number;
+  /**
+   * Heights up to here are committed in the state, so they must be in the ledger: a bad
+   * record at or below it is damage to report, never a torn tail to cut.
+   */
+  committedHeight?: number;
   /** Weight of a block, from its height and proposer: the index stores the running sum. */
   weightOf: (height: number, proposer: number) => bigint;
 }
@@ -229,6 +237,49 @@ export class LedgerStore {
   /** Appends blocks that extend the tip, then fsyncs the segments and the index. */
   append(items: LedgerItem[]): void {
     if (items.length === 0) return;
+    const before = {
+      segments: [...this.segmentsList],
+      active: this.active?.segment,
+      size: this.active?.size ?? 0,
+    };
+    try {
+      this.appendUnchecked(items);
+    } catch (err) {
+      this.undoAppend(before);
+      throw err;
+    }
+  }
+
+  /**
+   * Puts the files back as they were before a failed append (a write error such as a full
+   * disk, not a crash), so that the ledger on disk never holds blocks the caller was told failed.
+   */
+  private undoAppend(before: { segments: number[]; active: number | undefined; size: number }): void {
+    try {
+      if (this.active) closeSync(this.active.fd);
+      this.active = undefined;
+      for (const n of this.segmentsList) {
+        if (!before.segments.includes(n)) {
+          this.closeSegFd(n);
+          rmSync(this.segmentPath(n), { force: true });
+        }
+      }
+      this.segmentsList = before.segments;
+      if (before.active !== undefined) {
+        this.closeSegFd(before.active);
+        truncateSync(this.segmentPath(before.active), before.size);
+      }
+      ftruncateSync(this.indexFd, INDEX_HEADER_BYTES + this.count * INDEX_ENTRY_BYTES);
+      this.reconcile();
+    } catch (err) {
+      this.logger.error(
+        { err: (err as Error).message },
+        "Could not undo a failed ledger append; restart the node to repair the ledger tail",
+      );
+    }
+  }
+
+  private appendUnchecked(items: LedgerItem[]): void {
     const entries: IndexEntry[] = [];
     let weight = this.tipEntry?.weight ?? 0n;
     const touched = new Set<number>();
@@ -262,6 +313,7 @@ export class LedgerStore {
     if (this.active) fsyncSync(this.active.fd);
     if (created) fsyncDir(this.dir);
     crashPoint("ledger.before-index");
+    failPoint("ledger.before-index");
     const idx = Buffer.concat(entries.map(encodeIndexEntry));
     writeSync(this.indexFd, idx, 0, idx.length, INDEX_HEADER_BYTES + this.count * INDEX_ENTRY_BYTES);
     fsyncSync(this.indexFd);
@@ -427,6 +479,14 @@ export class LedgerStore {
     // A last segment whose header never reached the disk holds nothing committed.
     const last = this.segmentsList[this.segmentsList.length - 1];
     if (last !== undefined && !this.headerOk(last)) {
+      // Only a file too short to hold its header is a segment whose creation was cut by a
+      // crash; a longer one with a bad header is damage, which repair must look at.
+      if (statSync(this.segmentPath(last)).size > SEGMENT_HEADER_BYTES) {
+        throw new LedgerError(
+          { code: LedgerErrorCode.Corrupt, segment: last, path: this.segmentPath(last) },
+          `Cannot open ledger: the header of ${this.segmentPath(last)} is corrupt; run ledger repair or restore the ledger from a backup`,
+        );
+      }
       this.logger.warn({ segment: last }, "Removing a ledger segment whose header was torn by a crash");
       unlinkSync(this.segmentPath(last));
       this.segmentsList.pop();
@@ -476,7 +536,8 @@ export class LedgerStore {
       while (off < size) {
         const r = parseRecord(content, off);
         if (!r.ok) {
-          if (!isLast) {
+          const expectedHeight = this.count + added.length + 1;
+          if (!isLast || expectedHeight <= (this.opts.committedHeight ?? 0)) {
             throw new LedgerError(
               { code: LedgerErrorCode.Corrupt, segment: seg, offset: off },
               `Cannot open ledger: ${r.reason} in ${path} at offset ${off}; run ledger repair`,

@@ -5,6 +5,7 @@
  */
 import { closeSync, fstatSync, openSync, readdirSync, readSync } from "node:fs";
 import { join } from "node:path";
+import { sha256 } from "../crypto.js";
 import {
   parseRecord,
   parseSegmentFileName,
@@ -77,6 +78,17 @@ export function* readSegments(ledgerDir: string): Generator<SegmentEntry> {
       if (r.type === RECORD_BLOCK)
         yield { kind: "block", height: r.height, payload: r.payload, file: path, offset: off };
       else if (r.type === RECORD_SEAL) {
+        // The seal commits to every byte before it: a sealed segment proves itself whole.
+        const digest = r.payload.subarray(4, 36);
+        if (!sha256(content.subarray(0, off)).equals(digest)) {
+          yield {
+            kind: "fault",
+            file: path,
+            offset: off,
+            reason: "seal digest does not match the segment's contents",
+          };
+          return;
+        }
         yield {
           kind: "seal",
           height: r.height,
