@@ -34,9 +34,10 @@ const payloadBytes = Number(args["payload-bytes"]);
 
 async function ed25519Rate(): Promise<{ poolPerSec: number; oneThreadPerSec: number }> {
   const { privateKey, publicKey } = generateKeyPairSync("ed25519");
-  // 20,000 signatures over 200-byte messages: about a transaction's signing input.
+  // 20,000 signatures over 32-byte messages: the chain signs the sha256 of each
+  // transaction's and header's signing input, so this is the same work per signature.
   const n = 20_000;
-  const msgs = Array.from({ length: n }, (_, i) => Buffer.alloc(200, i & 0xff));
+  const msgs = Array.from({ length: n }, (_, i) => Buffer.alloc(32, i & 0xff));
   const sigs = msgs.map((m) => sign(null, m, privateKey));
   let t = performance.now();
   for (let i = 0; i < n; i++) verify(null, msgs[i]!, publicKey, sigs[i]!);
@@ -108,15 +109,27 @@ async function main(): Promise<void> {
     await src.setProducing(false);
     const target = (await src.status()).height;
     process.stderr.write(`Syncing ${target} blocks into a fresh node…\n`);
-    const t0 = performance.now();
+    const tSpawn = performance.now();
     pids.push(spawnNode(dir, dn.nodes[1]!));
     const c1 = new NodeClient(dn.nodes[1]!.url);
+    // Throughput is timed from the node's first answer (the process has loaded and opened
+    // its store); the total from the spawn is reported beside it.
+    let t0 = 0;
+    let h0 = 0;
     for (;;) {
       const s = await c1.status(2000).catch(() => undefined);
+      if (s && t0 === 0) {
+        t0 = performance.now();
+        h0 = s.height;
+      }
       if (s && s.height >= target) break;
-      await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 50));
     }
-    const syncS = (performance.now() - t0) / 1000;
+    const tEnd = performance.now();
+    const syncS = (tEnd - t0) / 1000;
+    const totalS = (tEnd - tSpawn) / 1000;
+    const syncedBlocks = target - h0;
+    const syncedSigs = Math.round(sigs * (syncedBlocks / target));
     const table = [
       {
         measure: "ed25519 verify, thread pool",
@@ -135,7 +148,15 @@ async function main(): Promise<void> {
         "of ed25519 rate": `${((rate.oneThreadPerSec / rate.poolPerSec) * 100).toFixed(0)}%`,
       },
       row("full validation (offline)", validateS, blocks, gen.ledgerBytes, sigs, rate.poolPerSec),
-      row("fresh node sync from a peer", syncS, target, gen.ledgerBytes, sigs, rate.poolPerSec),
+      row(
+        "fresh node sync from a peer",
+        syncS,
+        syncedBlocks,
+        Math.round(gen.ledgerBytes * (syncedBlocks / target)),
+        syncedSigs,
+        rate.poolPerSec,
+      ),
+      row("  same, from process spawn", totalS, target, gen.ledgerBytes, sigs, rate.poolPerSec),
     ];
     console.log(
       `chain: ${blocks} blocks, ${blocks * txsPerBlock} transactions, ${(gen.ledgerBytes / 1e6).toFixed(1)} MB of ledger; ${availableParallelism()} cores`,
@@ -151,9 +172,10 @@ async function main(): Promise<void> {
         validate_blocks_per_s: Math.round(blocks / validateS),
         validate_mb_per_s: Number((gen.ledgerBytes / validateS / 1e6).toFixed(2)),
         validate_ratio_of_ed25519: Number((sigs / validateS / rate.poolPerSec).toFixed(3)),
-        sync_blocks_per_s: Math.round(target / syncS),
-        sync_mb_per_s: Number((gen.ledgerBytes / syncS / 1e6).toFixed(2)),
-        sync_ratio_of_ed25519: Number((sigs / syncS / rate.poolPerSec).toFixed(3)),
+        sync_blocks_per_s: Math.round(syncedBlocks / syncS),
+        sync_mb_per_s: Number(((gen.ledgerBytes * (syncedBlocks / target)) / syncS / 1e6).toFixed(2)),
+        sync_ratio_of_ed25519: Number((syncedSigs / syncS / rate.poolPerSec).toFixed(3)),
+        sync_seconds_from_spawn: Number(totalS.toFixed(2)),
       }),
     );
   } finally {

@@ -13,7 +13,12 @@ import { hex, verifySync } from "./crypto.js";
 import type { Genesis } from "./genesis.js";
 import { Mempool } from "./mempool.js";
 import type { ChainMetrics } from "./metrics.js";
-import { type ChainStore, prepareBlock, startSignatureCheck } from "./storage/chain-store.js";
+import {
+  type ChainStore,
+  type ImportedBlock,
+  prepareBlock,
+  startSignatureCheck,
+} from "./storage/chain-store.js";
 import { txSigningMessage } from "./tx.js";
 import type { ChainTip, Transaction } from "./types.js";
 import { BlockError, executeTxs } from "./validate.js";
@@ -46,6 +51,9 @@ interface PeerState {
 
 // 256 blocks per range request: bounded memory per batch and enough to keep all cores busy verifying.
 const SYNC_BATCH_BLOCKS = 256;
+// 3 batches ahead: enough queued verification to cover a fetch and an import; bounds memory
+// to a few batches of at most 16 MiB each.
+const SYNC_AHEAD_BATCHES = 3;
 // 10,000 blocks: the deepest fork resolved automatically; deeper needs an operator (ledger fork tools).
 const REORG_BLOCKS_MAX = 10_000;
 // 64 hashes: the window checked first when looking for a fork point, since forks are usually shallow.
@@ -357,24 +365,44 @@ export class ChainNode {
 
   /** Imports blocks from..to from a peer, fetching the next batch while the current one imports. */
   private async fetchForward(client: NodeClient, from: number, to: number): Promise<number> {
-    // Three stages overlap: the next batch is fetched and its signatures verified on the
-    // thread pool while the current batch is applied to the state on the main thread.
-    const stage = (a: number, b: number) =>
-      client.blocks(a, b).then((batch) => {
+    // Stages overlap: up to SYNC_AHEAD_BATCHES batches are fetched and have their
+    // signatures verifying on the thread pool while the current one is applied on the
+    // main thread, so the pool never waits for the network or for the state.
+    type Stage = {
+      from: number;
+      to: number;
+      result: Promise<{ prepared: ImportedBlock[]; sigs: Promise<unknown> }>;
+    };
+    const stage = (a: number, b: number): Stage => {
+      const result = client.blocks(a, b).then((batch) => {
         const prepared = batch.map((x) => prepareBlock(x.block, x.bytes));
         return { prepared, sigs: startSignatureCheck(this.genesis, prepared) };
       });
+      result.catch(() => undefined);
+      return { from: a, to: b, result };
+    };
+    const queue: Stage[] = [];
+    let nextFrom = from;
+    const fill = (): void => {
+      while (queue.length < SYNC_AHEAD_BATCHES && nextFrom <= to) {
+        const b = Math.min(to, nextFrom + SYNC_BATCH_BLOCKS - 1);
+        queue.push(stage(nextFrom, b));
+        nextFrom = b + 1;
+      }
+    };
     let total = 0;
-    let next: ReturnType<typeof stage> | undefined = stage(from, Math.min(to, from + SYNC_BATCH_BLOCKS - 1));
-    while (next && !this.stopped) {
-      const { prepared, sigs } = await next;
-      next = undefined;
+    fill();
+    while (queue.length > 0 && !this.stopped) {
+      const current = queue.shift()!;
+      const { prepared, sigs } = await current.result;
       if (prepared.length === 0) break;
       const last = prepared[prepared.length - 1]!.block.header.height;
-      if (last < to) {
-        next = stage(last + 1, Math.min(to, last + SYNC_BATCH_BLOCKS));
-        next.catch(() => undefined);
+      if (last < current.to) {
+        // The peer sent fewer blocks than asked (its byte bound): re-plan from the gap.
+        queue.length = 0;
+        nextFrom = last + 1;
       }
+      fill();
       await this.store.importBlocks(prepared, { nowMs: Date.now(), signatures: sigs });
       total += prepared.length;
       this.afterImport(

@@ -58,7 +58,9 @@ export interface ValidateOptions {
 
 // 512 blocks per signature batch: enough work to keep the thread pool full while the
 // main thread replays the previous batch; bounds memory to a few batches of blocks.
-const BATCH_BLOCKS = 512;
+const BATCH_BLOCKS = 256;
+// 2 batches ahead: the thread pool always has queued work while the main thread replays.
+const AHEAD_BATCHES = 2;
 
 class MemoryState implements StateReader {
   readonly accounts = new Map<string, Account>();
@@ -134,7 +136,9 @@ export async function validateNodeData(
 
   const ledgerDir = join(dataDir, "ledger");
   let batch: Pending["blocks"] = [];
-  let inflight: Pending | undefined;
+  // Batches whose signatures are verifying while an earlier one replays.
+  const inflight: Pending[] = [];
+  let stopped = false;
   let expected = 1;
   if (existsSync(ledgerDir)) {
     for (const e of readSegments(ledgerDir)) {
@@ -174,22 +178,24 @@ export async function validateNodeData(
         size: e.payload.length,
       });
       if (batch.length >= BATCH_BLOCKS) {
-        const next = startSigs(batch);
+        inflight.push(startSigs(batch));
         batch = [];
-        if (inflight && !(await replay(inflight))) {
-          inflight = undefined;
+        if (inflight.length > AHEAD_BATCHES && !(await replay(inflight.shift()!))) {
+          stopped = true;
           break;
         }
-        inflight = next;
       }
     }
   }
-  // Faults found while reading apply only after the blocks before them have been replayed.
-  const readFault = fault;
-  fault = undefined;
-  if (inflight && (await replay(inflight)) && batch.length > 0) await replay(startSigs(batch));
-  else if (!inflight && batch.length > 0) await replay(startSigs(batch));
-  fault ??= readFault;
+  // A fault found while reading counts only if every block before it replays; a replay
+  // fault (stopped) is already the first one.
+  if (!stopped) {
+    const readFault = fault;
+    fault = undefined;
+    if (batch.length > 0) inflight.push(startSigs(batch));
+    while (!stopped && inflight.length > 0) stopped = !(await replay(inflight.shift()!));
+    if (!stopped) fault = readFault;
+  }
 
   let stateDbMatches: boolean | null = null;
   if (!fault && !o.skipStateDb && existsSync(join(dataDir, "state", "state.db"))) {

@@ -184,7 +184,7 @@ export class ChainStore {
     const j = readReorgJournal(this.journalPath);
     if (!j) return;
     const at = this.ref(j.ancestor);
-    if (!at || !at.hash.equals(j.ancestorHash)) {
+    if (!at?.hash.equals(j.ancestorHash)) {
       // The ledger no longer holds the ancestor: the journal is stale; the normal recovery applies.
       this.logger.warn(
         { ancestor: j.ancestor },
