@@ -81,7 +81,8 @@ export function buildNodeApi(node: ChainNode, adminToken: string): FastifyInstan
       err instanceof DecodeError ||
       err instanceof TypeError ||
       err instanceof RangeError;
-    const status = bad ? 400 : (err.statusCode ?? 500);
+    // Fastify's own errors carry their status (413 for a body over the limit); ours map here.
+    const status = err.statusCode ?? (bad ? 400 : 500);
     void reply.code(status).send({ error: err.message, code: (err as { code?: string }).code });
   });
 

@@ -14,12 +14,13 @@ export interface LoggerOptions {
 }
 
 /**
- * Creates a pino logger. Secrets are never passed to it; the redact list is a second
+ * Creates a pino logger. File logs are written synchronously: a node logs a few lines a
+ * second, and a recovery's log lines must survive the crash that follows them. Secrets are never passed to it; the redact list is a second
  * line of defence for the field names that could hold one.
  */
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const destination = opts.file
-    ? pino.destination({ dest: opts.file, mkdir: true, sync: false })
+    ? pino.destination({ dest: opts.file, mkdir: true, sync: true })
     : pino.destination(2);
   return pino(
     {

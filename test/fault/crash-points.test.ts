@@ -57,10 +57,16 @@ async function crashThenRecover(point: string, expectLog: RegExp): Promise<void>
   assert.ok(pid, "node-1 was started");
   await waitFor(`node-1 to crash at ${point}`, () => !isAlive(pid), 60_000, 20);
   net.pids.delete("node-1");
+  const crashedLog = readFileSync(join(net.dataDir(1), "logs", "node.log"), "utf8");
 
   await net.start(1);
-  const log = readFileSync(join(net.dataDir(1), "logs", "node.log"), "utf8");
-  assert.match(log, expectLog, `the restart after ${point} performed the expected recovery`);
+  const log = readFileSync(join(net.dataDir(1), "logs", "node.log"), "utf8").slice(crashedLog.length);
+  const out = readFileSync(join(net.dataDir(1), "logs", "process.out"), "utf8").slice(-1500);
+  assert.match(
+    log,
+    expectLog,
+    `the restart after ${point} performed the expected recovery; before the crash:\n${crashedLog.slice(-1500)}\nprocess output:\n${out}`,
+  );
   await waitFor(
     `node-1 to reach ${target.height} after recovering from ${point}`,
     async () => {
