@@ -149,6 +149,24 @@ export class TestNet {
     this.loadPid = undefined;
   }
 
+  /**
+   * Stops the load, pauses every running node's production and waits until they all
+   * report the same head; returns their statuses.
+   */
+  async settle(timeoutMs = 20_000): Promise<NodeStatus[]> {
+    await this.stopLoad();
+    const idx = this.dn.nodes.map((_, i) => i).filter((i) => this.pids.has(this.node(i).id));
+    await Promise.all(idx.map((i) => this.client(i).setProducing(false)));
+    return waitFor(
+      "all nodes to agree on one head",
+      async () => {
+        const st = await Promise.all(idx.map((i) => this.status(i)));
+        return new Set(st.map((s) => s.headHash)).size === 1 ? st : false;
+      },
+      timeoutMs,
+    );
+  }
+
   /** Validates a node's whole data directory offline (the node must be stopped or paused). */
   async validate(i: number) {
     return validateNodeData(this.dataDir(i), this.genesis);

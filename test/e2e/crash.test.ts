@@ -66,16 +66,7 @@ test("a validator killed with SIGKILL 30 times under load restarts into a valid 
     }
 
     // Settle: no load, no production, then every node's data directory must validate in full.
-    await net.stopLoad();
-    await Promise.all([0, 1, 2, 3].map((i) => net.client(i).setProducing(false)));
-    const heads = await waitFor(
-      "all nodes to agree on one head",
-      async () => {
-        const st = await Promise.all([0, 1, 2, 3].map((i) => net.status(i)));
-        return new Set(st.map((s) => s.headHash)).size === 1 ? st : false;
-      },
-      20_000,
-    );
+    const heads = await net.settle();
     for (const i of [0, 1, 2, 3]) await net.kill(i, "SIGTERM");
     const txsSeen = new Set<number>();
     for (const i of [0, 1, 2, 3]) {

@@ -58,16 +58,7 @@ test("a partition forks the chain and, once healed, every node converges on the 
       },
       30_000,
     );
-    await net.stopLoad();
-    await Promise.all([0, 1, 2, 3].map((i) => net.client(i).setProducing(false)));
-    const final = await waitFor(
-      "all nodes to agree on one head",
-      async () => {
-        const st = await Promise.all([0, 1, 2, 3].map((i) => net.status(i)));
-        return new Set(st.map((s) => s.headHash)).size === 1 ? st : false;
-      },
-      20_000,
-    );
+    const final = await net.settle();
     assert.ok(
       BigInt(final[0]!.weight) >= BigInt(winnerWeight.weight),
       "the surviving chain is at least as heavy as the heavier half was",

@@ -90,15 +90,7 @@ test("a validator down for 30 s catches up with the others when it restarts", {
       },
       30_000,
     );
-    await net.stopLoad();
-    await Promise.all([0, 1, 2, 3].map((i) => net.client(i).setProducing(false)));
-    await waitFor(
-      "all nodes to agree",
-      async () =>
-        new Set((await Promise.all([0, 1, 2, 3].map((i) => net.status(i)))).map((s) => s.headHash)).size ===
-        1,
-      20_000,
-    );
+    await net.settle();
     await net.kill(3, "SIGTERM");
     const r = await net.validate(3);
     assert.ok(r.ok, JSON.stringify(r.fault));
