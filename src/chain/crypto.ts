@@ -32,7 +32,8 @@ const keyCache = new Map<string, KeyObject>();
 
 /** Builds (or returns the cached) KeyObject for a raw ed25519 public key. */
 export function publicKeyObject(raw: Uint8Array): KeyObject {
-  const id = Buffer.from(raw).toString("hex");
+  // latin1 of a Buffer view: one short string, no copy of the key bytes.
+  const id = (Buffer.isBuffer(raw) ? raw : Buffer.from(raw)).toString("latin1");
   let k = keyCache.get(id);
   if (k) return k;
   k = createPublicKey({ key: Buffer.concat([SPKI_PREFIX, raw]), format: "der", type: "spki" });
