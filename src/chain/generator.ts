@@ -5,15 +5,18 @@
  * state root is computed exactly as a node computes it. A node starts from the result and
  * peers sync from it.
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
 import { silentLogger } from "../util/logger.js";
 import { sealBlock, txRootOf } from "./block.js";
 import { importPrivateKeyPem, type KeyPair } from "./crypto.js";
 import { type DevnetFile, devnetInit } from "./devnet.js";
 import { Genesis } from "./genesis.js";
 import { ChainStore, prepareBlock } from "./storage/chain-store.js";
-import { signTransfer } from "./tx.js";
+import { txSigningMessage } from "./tx.js";
 import type { Account, Transaction } from "./types.js";
 import { executeTxs, type StateReader } from "./validate.js";
 import { Watermark } from "./watermark.js";
@@ -73,64 +76,96 @@ export async function generateChain(dir: string, o: GenerateOptions): Promise<Ge
   const payloadBytes = o.payloadBytes ?? 0;
   let cursor = 0;
   let ledgerBytes = 0;
-  try {
-    let batch: ReturnType<typeof prepareBlock>[] = [];
-    let state = { parentHash: genesis.hash, ts: genesisTimeMs };
-    // Blocks execute against an overlay of the uncommitted batch, so a whole batch is
-    // committed (and fsynced) at once; the store re-executes it and checks every root.
-    const overlay = new Map<string, Account>();
-    const view: StateReader = {
-      getAccount: (pk) => overlay.get(pk.toString("hex")) ?? store.state.getAccount(pk),
-    };
-    let lt = store.state.ltHash;
-    for (let height = 1; height <= o.blocks; height++) {
-      const txs: Transaction[] = [];
+  const signer = new SignerPool(dn.loadAccounts.map((a) => a.privateKeyPem));
+
+  // Unsigned transactions for a range of heights: nonces follow from the order alone, so
+  // the next range can be prepared and signed (on worker threads) while this one executes.
+  type Unsigned = Omit<Transaction, "signature"> & { account: number };
+  const prepare = (h0: number, h1: number): { txs: Unsigned[][]; signatures: Promise<Uint8Array> } => {
+    const txs: Unsigned[][] = [];
+    const accountIdx: number[] = [];
+    const messages: Buffer[] = [];
+    for (let height = h0; height <= h1; height++) {
+      const block: Unsigned[] = [];
       for (let i = 0; i < o.txsPerBlock; i++) {
         const a = cursor++ % accounts.length;
-        const to = accounts[(a + 1) % accounts.length]!;
         // Each payload is its own buffer (a transaction keeps a reference) and differs per
         // transaction, like real calldata, so that deduplication has no easy win.
         const data = Buffer.allocUnsafe(payloadBytes);
         fillPayload(data, height * 65536 + i);
-        txs.push(signTransfer(genesis.hash, accounts[a]!, to.publicKey, 1n, nonces[a]!, data));
+        const tx = {
+          from: accounts[a]!.publicKey,
+          to: accounts[(a + 1) % accounts.length]!.publicKey,
+          amount: 1n,
+          nonce: nonces[a]!,
+          data,
+          account: a,
+        };
         nonces[a]!++;
+        block.push(tx);
+        accountIdx.push(a);
+        messages.push(txSigningMessage(genesis.hash, tx));
       }
-      const ex = executeTxs(view, lt, height, txs);
-      for (const c of ex.changes.values()) overlay.set(c.pubkey.toString("hex"), c.after);
-      lt = ex.ltHash;
-      const proposer = height % validators;
-      const ts = state.ts + blockTimeMs;
-      const block = sealBlock(
-        genesis.hash,
-        vkeys[proposer]!.privateKey,
-        {
-          height,
-          prevHash: state.parentHash,
-          timestampMs: ts,
-          proposer,
-          txRoot: txRootOf(txs),
-          stateRoot: ex.stateRoot,
-          txCount: txs.length,
-        },
-        txs,
-      );
-      const ib = prepareBlock(block);
-      batch.push(ib);
-      ledgerBytes += ib.bytes.length;
-      state = { parentHash: ib.hash, ts };
-      if (batch.length >= COMMIT_BLOCKS || height === o.blocks) {
-        await store.importBlocks(batch, { trustedSignatures: true });
-        batch = [];
-        overlay.clear();
-        lt = store.state.ltHash;
-        o.onProgress?.(height, ledgerBytes);
+      txs.push(block);
+    }
+    return { txs, signatures: signer.sign(Uint32Array.from(accountIdx), Buffer.concat(messages)) };
+  };
+
+  try {
+    let parent = { hash: genesis.hash, ts: genesisTimeMs };
+    let lt = store.state.ltHash;
+    let next = prepare(1, Math.min(o.blocks, COMMIT_BLOCKS));
+    for (let h0 = 1; h0 <= o.blocks; h0 += COMMIT_BLOCKS) {
+      const h1 = Math.min(o.blocks, h0 + COMMIT_BLOCKS - 1);
+      const current = next;
+      if (h1 < o.blocks) next = prepare(h1 + 1, Math.min(o.blocks, h1 + COMMIT_BLOCKS));
+      const sigs = await current.signatures;
+      // Blocks of the batch execute against an overlay of the ones before them, and the
+      // whole batch is committed (and fsynced) at once with the executions computed here.
+      const overlay = new Map<string, Account>();
+      const view: StateReader = {
+        getAccount: (pk) => overlay.get(pk.toString("latin1")) ?? store.state.getAccount(pk),
+      };
+      const built: { ib: ReturnType<typeof prepareBlock>; ex: ReturnType<typeof executeTxs> }[] = [];
+      let k = 0;
+      for (let height = h0; height <= h1; height++) {
+        const txs: Transaction[] = current.txs[height - h0]!.map(({ account: _a, ...u }) => ({
+          ...u,
+          signature: Buffer.from(sigs.subarray(k * 64, ++k * 64)),
+        }));
+        const ex = executeTxs(view, lt, height, txs);
+        for (const c of ex.changes.values()) overlay.set(c.pubkey.toString("latin1"), c.after);
+        lt = ex.ltHash;
+        const proposer = height % validators;
+        const ts = parent.ts + blockTimeMs;
+        const block = sealBlock(
+          genesis.hash,
+          vkeys[proposer]!.privateKey,
+          {
+            height,
+            prevHash: parent.hash,
+            timestampMs: ts,
+            proposer,
+            txRoot: txRootOf(txs),
+            stateRoot: ex.stateRoot,
+            txCount: txs.length,
+          },
+          txs,
+        );
+        const ib = prepareBlock(block);
+        built.push({ ib, ex });
+        ledgerBytes += ib.bytes.length;
+        parent = { hash: ib.hash, ts };
       }
+      await store.appendBuilt(built);
+      o.onProgress?.(h1, ledgerBytes);
     }
     for (const n of dn.nodes.filter((x) => x.validator)) {
       // Every validator signed some of these heights: none may sign them again.
       new Watermark(join(dir, n.dataDir, "keys", "watermark.json")).advance(o.blocks);
     }
   } finally {
+    await signer.close();
     await store.close();
   }
   return { devnet: dn, nodeDir, height: o.blocks, ledgerBytes, elapsedMs: Date.now() - t0 };
@@ -149,6 +184,56 @@ function fillPayload(b: Buffer, seed: number): void {
     b.writeUInt32LE(x, i);
   }
   for (; i < b.length; i++) b[i] = x & 0xff;
+}
+
+/** Worker threads that sign messages with the devnet's account keys, one per core. */
+class SignerPool {
+  private readonly workers: Worker[];
+  private readonly waiting = new Map<
+    number,
+    { resolve: (sigs: Uint8Array) => void; reject: (err: Error) => void }
+  >();
+  private nextId = 0;
+
+  constructor(pems: string[]) {
+    const js = fileURLToPath(new URL("./sign-worker.js", import.meta.url));
+    const file = existsSync(js) ? js : fileURLToPath(new URL("./sign-worker.ts", import.meta.url));
+    this.workers = Array.from({ length: availableParallelism() }, () => {
+      const w = new Worker(file, { workerData: { pems } });
+      w.on("message", (m: { id: number; signatures: Uint8Array }) => {
+        this.waiting.get(m.id)?.resolve(m.signatures);
+        this.waiting.delete(m.id);
+      });
+      w.on("error", (err) => {
+        for (const p of this.waiting.values()) p.reject(err);
+        this.waiting.clear();
+      });
+      return w;
+    });
+  }
+
+  /** Signs message i (32 bytes each) with account accounts[i]; resolves to the signatures in order. */
+  async sign(accounts: Uint32Array, messages: Buffer): Promise<Uint8Array> {
+    const n = accounts.length;
+    const per = Math.ceil(n / this.workers.length);
+    const parts = await Promise.all(
+      this.workers.map((w, i) => {
+        const a = accounts.slice(i * per, Math.min(n, (i + 1) * per));
+        const m = new Uint8Array(messages.subarray(i * per * 32, Math.min(n, (i + 1) * per) * 32));
+        if (a.length === 0) return Promise.resolve(new Uint8Array(0));
+        const id = this.nextId++;
+        return new Promise<Uint8Array>((resolve, reject) => {
+          this.waiting.set(id, { resolve, reject });
+          w.postMessage({ id, accounts: a, messages: m }, [a.buffer, m.buffer]);
+        });
+      }),
+    );
+    return Buffer.concat(parts);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
 }
 
 function readPem(path: string): string {
