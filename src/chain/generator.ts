@@ -5,10 +5,9 @@
  * state root is computed exactly as a node computes it. A node starts from the result and
  * peers sync from it.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { silentLogger } from "../util/logger.js";
 import { sealBlock, txRootOf } from "./block.js";
@@ -186,6 +185,23 @@ function fillPayload(b: Buffer, seed: number): void {
   for (; i < b.length; i++) b[i] = x & 0xff;
 }
 
+/**
+ * The signing worker, as source: plain JavaScript evaluated in the worker, so it runs the
+ * same from the build and from TypeScript sources. It receives the account keys once and
+ * signs batches of 32-byte messages.
+ */
+const SIGN_WORKER_SOURCE = `
+const { createPrivateKey, sign } = require("node:crypto");
+const { parentPort, workerData } = require("node:worker_threads");
+const keys = workerData.pems.map((pem) => createPrivateKey(pem));
+parentPort.on("message", (m) => {
+  const n = m.accounts.length;
+  const out = new Uint8Array(n * 64);
+  for (let i = 0; i < n; i++) out.set(sign(null, m.messages.subarray(i * 32, i * 32 + 32), keys[m.accounts[i]]), i * 64);
+  parentPort.postMessage({ id: m.id, signatures: out }, [out.buffer]);
+});
+`;
+
 /** Worker threads that sign messages with the devnet's account keys, one per core. */
 class SignerPool {
   private readonly workers: Worker[];
@@ -196,10 +212,8 @@ class SignerPool {
   private nextId = 0;
 
   constructor(pems: string[]) {
-    const js = fileURLToPath(new URL("./sign-worker.js", import.meta.url));
-    const file = existsSync(js) ? js : fileURLToPath(new URL("./sign-worker.ts", import.meta.url));
     this.workers = Array.from({ length: availableParallelism() }, () => {
-      const w = new Worker(file, { workerData: { pems } });
+      const w = new Worker(SIGN_WORKER_SOURCE, { eval: true, workerData: { pems } });
       w.on("message", (m: { id: number; signatures: Uint8Array }) => {
         this.waiting.get(m.id)?.resolve(m.signatures);
         this.waiting.delete(m.id);
