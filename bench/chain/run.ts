@@ -159,12 +159,13 @@ async function main(): Promise<void> {
       row("  same, from process spawn", totalS, target, gen.ledgerBytes, sigs, rate.poolPerSec),
     ];
     console.log(
-      `chain: ${blocks} blocks, ${blocks * txsPerBlock} transactions, ${(gen.ledgerBytes / 1e6).toFixed(1)} MB of ledger; ${availableParallelism()} cores`,
+      `chain: ${blocks} blocks, ${blocks * txsPerBlock} transactions, ${(gen.ledgerBytes / 1e6).toFixed(1)} MB of ledger, generated in ${(gen.elapsedMs / 1000).toFixed(1)} s (${(gen.ledgerBytes / gen.elapsedMs / 1e3).toFixed(1)} MB/s); ${availableParallelism()} cores`,
     );
     console.table(table);
     console.log(
       JSON.stringify({
         cores: availableParallelism(),
+        generate_mb_per_s: Number((gen.ledgerBytes / gen.elapsedMs / 1e3).toFixed(2)),
         blocks,
         txs: blocks * txsPerBlock,
         ledger_bytes: gen.ledgerBytes,
