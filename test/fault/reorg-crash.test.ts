@@ -27,7 +27,7 @@ function open(dir: string): ChainStore {
   return ChainStore.open(fx.genesis, { dataDir: dir, segmentBytes: 4096, undoDepth: 0 }, silentLogger());
 }
 
-for (const point of ["chain.reorg.after-journal", "chain.reorg.after-truncate"]) {
+for (const point of ["chain.reorg.after-journal", "chain.reorg.after-truncate", "ledger.torn-record:1"]) {
   test(`a reorganisation killed at ${point} is finished from its journal on reopen`, async (t) => {
     const root = tempDir(t, "reorg-crash");
     const a = join(root, "a");

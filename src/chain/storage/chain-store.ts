@@ -130,7 +130,12 @@ export class ChainStore {
           dir: join(opts.dataDir, "ledger"),
           segmentBytes: opts.segmentBytes,
           weightOf: (h, p) => blockWeight(h, p, n),
-          committedHeight: this.state.head?.height ?? 0,
+          // Heights above an interrupted reorganisation's fork point are being rewritten:
+          // a torn record there is the reorg's own unfinished write, which the journal redoes.
+          committedHeight: Math.min(
+            this.state.head?.height ?? 0,
+            readReorgJournal(join(opts.dataDir, "ledger", REORG_JOURNAL))?.ancestor ?? Number.MAX_SAFE_INTEGER,
+          ),
         },
         logger,
       );
