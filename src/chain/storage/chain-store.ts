@@ -134,7 +134,8 @@ export class ChainStore {
           // a torn record there is the reorg's own unfinished write, which the journal redoes.
           committedHeight: Math.min(
             this.state.head?.height ?? 0,
-            readReorgJournal(join(opts.dataDir, "ledger", REORG_JOURNAL))?.ancestor ?? Number.MAX_SAFE_INTEGER,
+            readReorgJournal(join(opts.dataDir, "ledger", REORG_JOURNAL))?.ancestor ??
+              Number.MAX_SAFE_INTEGER,
           ),
         },
         logger,
