@@ -11,6 +11,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CodedError } from "../util/errors.js";
 import { writeFileAtomic } from "../util/fs-atomic.js";
+import { isAlive } from "../util/process.js";
 import { NodeClient, type NodeStatus } from "./client.js";
 import type { NodeConfig } from "./config.js";
 import { exportPrivateKeyPem, generateKeyPair, hex } from "./crypto.js";
@@ -168,15 +169,6 @@ export function cliCommand(): string[] {
 interface RunFile {
   nodes: { id: string; pid: number }[];
   load: number | null;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Starts one node of a devnet as a detached process; returns its pid. */

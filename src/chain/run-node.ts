@@ -6,6 +6,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, unlinkSync, w
 import { join } from "node:path";
 import { CodedError } from "../util/errors.js";
 import { createLogger, type Logger } from "../util/logger.js";
+import { isAlive } from "../util/process.js";
 import { loadNodeConfig, nodePaths } from "./config.js";
 import { hex, importPrivateKeyPem } from "./crypto.js";
 import { Genesis } from "./genesis.js";
@@ -28,15 +29,6 @@ export interface RunningNode {
   logger: Logger;
   /** Stops production, the API and storage, and releases the lock. */
   stop(): Promise<void>;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** Takes the data directory's lock; a lock left by a dead process is taken over. */

@@ -4,7 +4,7 @@
  * Storage calls these; they do no I/O except the thread-pool signature checks.
  */
 import { CodedError } from "../util/errors.js";
-import { blockHash, headerSigningMessage, txRootOf } from "./block.js";
+import { headerSigningMessage, txRootOf } from "./block.js";
 import { earliestTimestamp, proposerRank } from "./consensus.js";
 import { hex, verifyAsync } from "./crypto.js";
 import type { Genesis } from "./genesis.js";
@@ -247,5 +247,3 @@ export function executeBlock(state: StateReader, base: LtHash, block: Block): Ex
   }
   return ex;
 }
-
-export { blockHash };

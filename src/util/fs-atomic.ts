@@ -1,7 +1,10 @@
-import { closeSync, fsyncSync, openSync, renameSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, openSync, readSync, renameSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 
-/** Flushes a directory entry table to disk, so a rename or create inside it survives a crash. */
+/**
+ * Flushes a file, or a directory's entry table, to disk: for a directory, so that a rename
+ * or create inside it survives a crash.
+ */
 export function fsyncDir(dir: string): void {
   const fd = openSync(dir, "r");
   try {
@@ -28,4 +31,24 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
   }
   renameSync(tmp, path);
   fsyncDir(dirname(path));
+}
+
+/** Copies the first `length` bytes of `src` to a new file `dst` and fsyncs it. */
+export function copyFilePrefix(src: string, dst: string, length: number): void {
+  const from = openSync(src, "r");
+  const to = openSync(dst, "w");
+  try {
+    // 1 MiB: a bounded buffer whatever the size of the file.
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (let pos = 0; pos < length; ) {
+      const n = readSync(from, buf, 0, Math.min(buf.length, length - pos), pos);
+      if (n <= 0) break;
+      writeSync(to, buf, 0, n, pos);
+      pos += n;
+    }
+    fsyncSync(to);
+  } finally {
+    closeSync(from);
+    closeSync(to);
+  }
 }

@@ -18,6 +18,7 @@ import {
 } from "../../src/chain/devnet.js";
 import { Genesis } from "../../src/chain/genesis.js";
 import { validateNodeData } from "../../src/ledger/validate.js";
+import { isAlive } from "../../src/util/process.js";
 
 export function tempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `cv-${prefix}-`));
@@ -50,14 +51,7 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { isAlive };
 
 /** A devnet whose node processes the test starts, kills and restarts itself. */
 export class TestNet {

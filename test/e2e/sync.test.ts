@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import { readDevnet } from "../../src/chain/devnet.js";
 import { generateChain } from "../../src/chain/generator.js";
 import { sleep, TestNet, tempDir, waitFor } from "./_harness.js";
 
@@ -20,7 +21,6 @@ test("a node started empty syncs a chain of 10,000 blocks with transactions from
     payloadBytes: 64,
     segmentBytes: 1024 * 1024,
   });
-  const { readDevnet } = await import("../../src/chain/devnet.js");
   const net = new TestNet(dir, readDevnet(dir));
   try {
     await net.start(0);

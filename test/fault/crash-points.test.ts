@@ -6,11 +6,13 @@
  * peer's head, and hold a chain that validates in full.
  */
 import assert from "node:assert/strict";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { readDevnet } from "../../src/chain/devnet.js";
 import { generateChain } from "../../src/chain/generator.js";
+import { LedgerStore } from "../../src/chain/storage/ledger-store.js";
+import { silentLogger } from "../../src/util/logger.js";
 import { isAlive, TestNet, tempDir, waitFor } from "../e2e/_harness.js";
 
 let net: TestNet;
@@ -43,7 +45,6 @@ after(async () => {
 });
 
 async function crashThenRecover(point: string, expectLog: RegExp): Promise<void> {
-  const { rmSync } = await import("node:fs");
   // Start from an empty node-1 each time.
   for (const sub of ["ledger", "state", "logs", "checkpoints"])
     rmSync(join(net.dataDir(1), sub), { recursive: true, force: true });
@@ -142,8 +143,6 @@ test("a validator that crashes after writing its own block keeps it and never si
     assert.ok(r.ok, JSON.stringify(r.fault));
     assert.ok(r.validHeight >= s.height);
     // Block 8 is the one written before the crash: kept and replayed, not signed again.
-    const { LedgerStore } = await import("../../src/chain/storage/ledger-store.js");
-    const { silentLogger } = await import("../../src/util/logger.js");
     const led = LedgerStore.open(
       { dir: join(solo.dataDir(0), "ledger"), segmentBytes: 1 << 26, weightOf: () => 2n },
       silentLogger(),

@@ -15,6 +15,7 @@ import { validateNodeData } from "../../src/ledger/validate.js";
 import { silentLogger } from "../../src/util/logger.js";
 import {
   buildBlocks,
+  hashTree,
   makeChainFixture,
   outOfTurn,
   storeBase,
@@ -88,7 +89,6 @@ test("a ledger append that fails with an I/O error leaves the ledger files as th
   const s = open(dir);
   const first = buildBlocks(fx, storeBase(s), 5);
   await s.importBlocks(first);
-  const { hashTree } = await import("../integration/_chain-fixture.js");
   const before = hashTree(join(dir, "ledger"));
   const next = buildBlocks(fx, storeBase(s), 40);
   process.env.CHAINVAULT_FAIL_AT = "ledger.before-index";

@@ -9,7 +9,7 @@ import { blockWeight, earliestTimestamp, inTurnProposer, proposerRank } from "..
 import { generateKeyPair, hex, type KeyPair } from "../../src/chain/crypto.js";
 import { Genesis } from "../../src/chain/genesis.js";
 import type { LtHash } from "../../src/chain/lthash.js";
-import { type ImportedBlock, prepareBlock } from "../../src/chain/storage/chain-store.js";
+import { type ImportedBlock, ledgerItemOf, prepareBlock } from "../../src/chain/storage/chain-store.js";
 import type { LedgerItem } from "../../src/chain/storage/ledger-store.js";
 import { signTransfer } from "../../src/chain/tx.js";
 import type { Account, Block, BlockHeader, Transaction } from "../../src/chain/types.js";
@@ -169,14 +169,7 @@ export function resealBlock(
 
 /** The ledger item a chain store would append for a block. */
 export function ledgerItem(ib: ImportedBlock): LedgerItem {
-  const h = ib.block.header;
-  return {
-    height: h.height,
-    bytes: ib.bytes,
-    hash: ib.hash,
-    timestampMs: h.timestampMs,
-    weight: blockWeight(h.height, h.proposer, VALIDATORS),
-  };
+  return ledgerItemOf(ib, VALIDATORS);
 }
 
 /** The weight function a chain store gives its ledger. */

@@ -7,24 +7,11 @@
  * from there, so the node restarts into a fully valid chain.
  */
 import { randomBytes } from "node:crypto";
-import {
-  closeSync,
-  copyFileSync,
-  existsSync,
-  fsyncSync,
-  linkSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  readSync,
-  rmSync,
-  statSync,
-  writeSync,
-} from "node:fs";
+import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { crashPoint } from "../../util/crash-points.js";
 import { CodedError } from "../../util/errors.js";
-import { fsyncDir, writeFileAtomic } from "../../util/fs-atomic.js";
+import { copyFilePrefix, fsyncDir, writeFileAtomic } from "../../util/fs-atomic.js";
 import type { Logger } from "../../util/logger.js";
 import { Mutex } from "../../util/mutex.js";
 import { decodeBlock, encodeBlock, HEADER_BYTES } from "../block.js";
@@ -265,14 +252,7 @@ export class ChainStore {
   }
 
   private ledgerItem(ib: ImportedBlock): LedgerItem {
-    const h = ib.block.header;
-    return {
-      height: h.height,
-      bytes: ib.bytes,
-      hash: ib.hash,
-      timestampMs: h.timestampMs,
-      weight: blockWeight(h.height, h.proposer, this.genesis.validatorCount),
-    };
+    return ledgerItemOf(ib, this.genesis.validatorCount);
   }
 
   /**
@@ -417,11 +397,11 @@ export class ChainStore {
       for (const s of this.ledger.segments()) {
         const dst = join(dir, "ledger", s.path.split("/").pop()!);
         if (s.sealed) linkSync(s.path, dst);
-        else copyPrefix(s.path, dst, s.sizeBytes);
+        else copyFilePrefix(s.path, dst, s.sizeBytes);
         files.push({ path: `ledger/${s.path.split("/").pop()}`, sizeBytes: s.sizeBytes, sealed: s.sealed });
       }
       const idxBytes = 16 + tip.height * 64;
-      copyPrefix(
+      copyFilePrefix(
         join(this.opts.dataDir, "ledger", "heights.idx"),
         join(dir, "ledger", "heights.idx"),
         idxBytes,
@@ -429,7 +409,7 @@ export class ChainStore {
       files.push({ path: "ledger/heights.idx", sizeBytes: idxBytes, sealed: false });
       const statePath = join(dir, "state", "state.db");
       this.state.snapshotTo(statePath);
-      fsyncFile(statePath);
+      fsyncDir(statePath);
       files.push({ path: "state/state.db", sizeBytes: statSync(statePath).size, sealed: false });
       // The genesis travels with the data: the copy names the chain it belongs to.
       writeFileAtomic(join(dir, "genesis.json"), `${JSON.stringify(this.genesis.doc, null, 2)}\n`);
@@ -478,6 +458,18 @@ export class ChainStore {
   }
 }
 
+/** The ledger item a chain store appends for a block: its bytes and what the index keeps. */
+export function ledgerItemOf(ib: ImportedBlock, validatorCount: number): LedgerItem {
+  const h = ib.block.header;
+  return {
+    height: h.height,
+    bytes: ib.bytes,
+    hash: ib.hash,
+    timestampMs: h.timestampMs,
+    weight: blockWeight(h.height, h.proposer, validatorCount),
+  };
+}
+
 /** Name of the redo journal a reorganisation writes before it cuts the ledger. */
 export const REORG_JOURNAL = "reorg.journal";
 
@@ -515,36 +507,4 @@ function readReorgJournal(
     blocks.push(prepareBlock(decodeBlock(bytes), bytes));
   }
   return { ancestor, ancestorHash, blocks };
-}
-
-function fsyncFile(path: string): void {
-  const fd = openSync(path, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function copyPrefix(src: string, dst: string, length: number): void {
-  if (length <= 0) {
-    copyFileSync(src, dst);
-    return;
-  }
-  const from = openSync(src, "r");
-  const to = openSync(dst, "w");
-  try {
-    const buf = Buffer.allocUnsafe(1 << 20);
-    let pos = 0;
-    while (pos < length) {
-      const n = readSync(from, buf, 0, Math.min(buf.length, length - pos), pos);
-      if (n <= 0) break;
-      writeSync(to, buf, 0, n, pos);
-      pos += n;
-    }
-    fsyncSync(to);
-  } finally {
-    closeSync(from);
-    closeSync(to);
-  }
 }

@@ -26,7 +26,7 @@ import {
 import { join } from "node:path";
 import { crashPoint, failPoint } from "../../util/crash-points.js";
 import { CodedError } from "../../util/errors.js";
-import { fsyncDir } from "../../util/fs-atomic.js";
+import { copyFilePrefix, fsyncDir } from "../../util/fs-atomic.js";
 import type { Logger } from "../../util/logger.js";
 import { HEADER_BYTES } from "../block.js";
 import { sha256 } from "../crypto.js";
@@ -44,6 +44,7 @@ import {
   parseSegmentFileName,
   RECORD_BLOCK,
   RECORD_SEAL,
+  type RecordRead,
   SEGMENT_HEADER_BYTES,
   SEGMENT_MAGIC,
   segmentFileName,
@@ -221,9 +222,7 @@ export class LedgerStore {
         `Cannot read block ${height}: the ledger ends at ${this.count}`,
       );
     }
-    const buf = Buffer.allocUnsafe(e.length);
-    const n = readSync(this.segFd(e.segment), buf, 0, e.length, e.offset);
-    const r = parseRecord(buf.subarray(0, n), 0);
+    const r = this.readRecordAt(e);
     if (!r.ok || r.type !== RECORD_BLOCK || r.height !== height) {
       const reason = r.ok ? `record holds height ${r.height} of type ${r.type}` : r.reason;
       throw new LedgerError(
@@ -232,6 +231,13 @@ export class LedgerStore {
       );
     }
     return Buffer.from(r.payload);
+  }
+
+  /** Reads and checks the record an index entry points to. */
+  private readRecordAt(e: IndexEntry): RecordRead {
+    const buf = Buffer.allocUnsafe(e.length);
+    const n = readSync(this.segFd(e.segment), buf, 0, e.length, e.offset);
+    return parseRecord(buf.subarray(0, n), 0);
   }
 
   /** Appends blocks that extend the tip, then fsyncs the segments and the index. */
@@ -282,7 +288,6 @@ export class LedgerStore {
   private appendUnchecked(items: LedgerItem[]): void {
     const entries: IndexEntry[] = [];
     let weight = this.tipEntry?.weight ?? 0n;
-    const touched = new Set<number>();
     let created = false;
     for (const it of items) {
       if (it.height !== this.count + entries.length + 1) {
@@ -307,7 +312,6 @@ export class LedgerStore {
         hash: it.hash,
       });
       a.blocks++;
-      touched.add(a.segment);
       if (a.size >= this.opts.segmentBytes) this.sealActive(it.height);
     }
     if (this.active) fsyncSync(this.active.fd);
@@ -402,36 +406,27 @@ export class LedgerStore {
   /** Keeps the first `length` bytes of segment n as the active segment, never editing a sealed file in place. */
   private rewritePrefix(n: number, length: number): void {
     const path = this.segmentPath(n);
-    const src = openSync(path, "r");
     const tmp = `${path}.truncate-tmp`;
-    const dst = openSync(tmp, "w+");
-    const hash = createHash("sha256");
-    const buf = Buffer.allocUnsafe(1 << 20);
-    let pos = 0;
-    let blocks = 0;
-    try {
-      while (pos < length) {
-        const n2 = readSync(src, buf, 0, Math.min(buf.length, length - pos), pos);
-        if (n2 <= 0) break;
-        writeSync(dst, buf, 0, n2, pos);
-        hash.update(buf.subarray(0, n2));
-        pos += n2;
-      }
-      fsyncSync(dst);
-    } finally {
-      closeSync(src);
-    }
+    copyFilePrefix(path, tmp, length);
     renameSync(tmp, path);
-    // Count the blocks kept, for the seal record that will close this segment again.
-    const content = Buffer.allocUnsafe(length);
-    readSync(dst, content, 0, length, 0);
-    for (let off = SEGMENT_HEADER_BYTES; off < length; ) {
+    this.openActive(n);
+  }
+
+  /** Opens segment n for appending, hashing and counting what it holds (for its future seal). */
+  private openActive(n: number): void {
+    this.closeSegFd(n);
+    const fd = openSync(this.segmentPath(n), "r+");
+    const size = fstatSync(fd).size;
+    const content = Buffer.allocUnsafe(size);
+    readSync(fd, content, 0, size, 0);
+    let blocks = 0;
+    for (let off = SEGMENT_HEADER_BYTES; off < size; ) {
       const r = parseRecord(content, off);
       if (!r.ok) break;
       if (r.type === RECORD_BLOCK) blocks++;
       off += r.length;
     }
-    this.active = { segment: n, fd: dst, size: length, hash, blocks };
+    this.active = { segment: n, fd, size, hash: createHash("sha256").update(content), blocks };
     this.sealedLast = false;
   }
 
@@ -598,21 +593,7 @@ export class LedgerStore {
     }
     // Reopen the last unsealed segment for appending, hashing what it holds so far.
     const lastSeg = this.segmentsList[this.segmentsList.length - 1];
-    if (lastSeg !== undefined && !this.sealedLast) {
-      this.closeSegFd(lastSeg);
-      const fd = openSync(this.segmentPath(lastSeg), "r+");
-      const size = fstatSync(fd).size;
-      const content = Buffer.allocUnsafe(size);
-      readSync(fd, content, 0, size, 0);
-      let blocks = 0;
-      for (let o = SEGMENT_HEADER_BYTES; o < size; ) {
-        const r = parseRecord(content, o);
-        if (!r.ok) break;
-        blocks++;
-        o += r.length;
-      }
-      this.active = { segment: lastSeg, fd, size, hash: createHash("sha256").update(content), blocks };
-    }
+    if (lastSeg !== undefined && !this.sealedLast) this.openActive(lastSeg);
   }
 
   private headerOk(n: number): boolean {
@@ -631,9 +612,7 @@ export class LedgerStore {
   private entryMatches(height: number): boolean {
     const e = this.readIndexEntry(height);
     if (!e || !this.segmentsList.includes(e.segment)) return false;
-    const buf = Buffer.allocUnsafe(e.length);
-    const n = readSync(this.segFd(e.segment), buf, 0, e.length, e.offset);
-    const r = parseRecord(buf.subarray(0, n), 0);
+    const r = this.readRecordAt(e);
     if (!r.ok || r.type !== RECORD_BLOCK || r.height !== height) return false;
     return decodeHeaderOnly(r.payload).hash.equals(e.hash);
   }

@@ -68,6 +68,8 @@ export class StateStore implements StateReader {
   private readonly q;
   private lt: LtHash;
   private headCache: AppliedBlock | undefined;
+  // Undo records at or below this height were already dropped in this process.
+  private prunedThrough = 0;
 
   /**
    * Opens or creates the state database. A new database is seeded with the genesis
@@ -104,8 +106,8 @@ export class StateStore implements StateReader {
         "INSERT INTO blocks (height, hash, weight, undo) VALUES (?, ?, ?, ?)",
       ),
       delBlock: this.db.prepare<[number]>("DELETE FROM blocks WHERE height = ?"),
-      pruneUndo: this.db.prepare<[number]>(
-        "UPDATE blocks SET undo = NULL WHERE height <= ? AND undo IS NOT NULL",
+      pruneUndo: this.db.prepare<[number, number]>(
+        "UPDATE blocks SET undo = NULL WHERE height > ? AND height <= ? AND undo IS NOT NULL",
       ),
       minUndo: this.db.prepare<[], { h: number | null }>(
         "SELECT MIN(height) AS h FROM blocks WHERE undo IS NOT NULL",
@@ -233,7 +235,10 @@ export class StateStore implements StateReader {
 
   /** Drops undo records at or below a height (the undo depth bound). */
   pruneUndo(height: number): void {
-    this.q.pruneUndo.run(height);
+    // Called once a block: only the heights since the last call are touched, not the table.
+    if (height <= this.prunedThrough) return;
+    this.q.pruneUndo.run(this.prunedThrough, height);
+    this.prunedThrough = height;
   }
 
   /** Recomputes the commitment from every account: the check that the store matches its root. */

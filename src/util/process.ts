@@ -1,0 +1,9 @@
+/** True if a process with this pid exists (one we may not signal counts as alive). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
