@@ -3,7 +3,7 @@
  * offline and fast, for benchmarks and tests. Every block is in turn and fully valid: the
  * transactions are real signed transfers between the devnet's funded accounts, and the
  * state root is computed exactly as a node computes it. A node starts from the result and
- * peers sync from it.
+ * peers sync from it. In append mode it continues an existing devnet's chain instead.
  */
 import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
@@ -11,9 +11,11 @@ import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { silentLogger } from "../util/logger.js";
 import { sealBlock, txRootOf } from "./block.js";
+import { loadNodeConfig, nodePaths } from "./config.js";
 import { importPrivateKeyPem, type KeyPair } from "./crypto.js";
-import { type DevnetFile, devnetInit } from "./devnet.js";
+import { type DevnetFile, devnetInit, readDevnet } from "./devnet.js";
 import { Genesis } from "./genesis.js";
+import { acquireLock } from "./run-node.js";
 import { ChainStore, prepareBlock } from "./storage/chain-store.js";
 import { txSigningMessage } from "./tx.js";
 import type { Account, Transaction } from "./types.js";
@@ -21,12 +23,32 @@ import { executeTxs, type StateReader } from "./validate.js";
 import { Watermark } from "./watermark.js";
 
 export interface GenerateOptions {
+  /** Blocks to write: the whole chain, or with `append` the blocks added to it. */
   blocks: number;
   txsPerBlock: number;
   payloadBytes?: number;
+  /** Validators of a new devnet (ignored with `append`). */
   validators?: number;
+  /** Block interval of a new devnet (ignored with `append`). */
   blockTimeMs?: number;
+  /** Ledger segment size of a new devnet (ignored with `append`: node-0's config holds it). */
   segmentBytes?: number;
+  /**
+   * Block slots left free between the last generated block and now, so that a later append
+   * of up to this many blocks still carries timestamps in the past (a node refuses blocks
+   * from the future). Ignored with `append`.
+   */
+  reserveBlocks?: number;
+  /**
+   * Continue the chain of the devnet in `dir`: open node-0's data, read its tip and the load
+   * accounts' nonces from its state, and append `blocks` more valid blocks. The node must
+   * not be running; its lock is held while the generator writes.
+   *
+   * @example
+   * await generateChain(dir, { blocks: 200, txsPerBlock: 10, reserveBlocks: 50 });
+   * await generateChain(dir, { blocks: 50, txsPerBlock: 10, append: true });
+   */
+  append?: boolean;
   /** Called every few hundred blocks with the height reached. */
   onProgress?: (height: number, ledgerBytes: number) => void;
 }
@@ -34,7 +56,9 @@ export interface GenerateOptions {
 export interface GenerateResult {
   devnet: DevnetFile;
   nodeDir: string;
+  /** The chain's height afterwards. */
   height: number;
+  /** Bytes of blocks this call wrote (with `append`, the appended blocks only). */
   ledgerBytes: number;
   elapsedMs: number;
 }
@@ -42,18 +66,69 @@ export interface GenerateResult {
 // 256 blocks per commit: one fsync per batch keeps the generator I/O-light.
 const COMMIT_BLOCKS = 256;
 
+/** Where generation starts: an open store, the keys that sign, and the chain's tip. */
+interface ChainStart {
+  dn: DevnetFile;
+  genesis: Genesis;
+  nodeDir: string;
+  store: ChainStore;
+  /** Validator keys by validator index. */
+  vkeys: KeyPair[];
+  /** The load accounts' next nonces, by account index. */
+  nonces: bigint[];
+  parent: { height: number; hash: Buffer; ts: number };
+  release: () => void;
+}
+
+/**
+ * Writes `o.blocks` valid blocks: a new devnet in `dir` with its chain in node-0, or with
+ * `o.append` more blocks on top of that devnet's chain. Validators' signing watermarks are
+ * raised to the new height, so no validator signs these heights again.
+ */
 export async function generateChain(dir: string, o: GenerateOptions): Promise<GenerateResult> {
   if (!Number.isInteger(o.blocks) || o.blocks < 1)
     throw new RangeError(`--blocks must be a positive integer, got ${o.blocks}`);
   if (!Number.isInteger(o.txsPerBlock) || o.txsPerBlock < 0)
     throw new RangeError(`--txs-per-block must be 0 or more, got ${o.txsPerBlock}`);
+  const reserveBlocks = o.reserveBlocks ?? 0;
+  if (!Number.isInteger(reserveBlocks) || reserveBlocks < 0)
+    throw new RangeError(`--reserve-blocks must be 0 or more, got ${reserveBlocks}`);
   const t0 = Date.now();
+  const start = o.append ? await openForAppend(dir, o) : await createDevnet(dir, o, reserveBlocks);
+  let ledgerBytes: number;
+  try {
+    ledgerBytes = await extendChain(start, o);
+    for (const n of start.dn.nodes.filter((x) => x.validator)) {
+      // Every validator signed some of these heights: none may sign them again.
+      const wm = new Watermark(join(dir, n.dataDir, "keys", "watermark.json"));
+      if (wm.height < start.parent.height + o.blocks) wm.advance(start.parent.height + o.blocks);
+    }
+  } finally {
+    await start.store.close();
+    start.release();
+  }
+  return {
+    devnet: start.dn,
+    nodeDir: start.nodeDir,
+    height: start.parent.height + o.blocks,
+    ledgerBytes,
+    elapsedMs: Date.now() - t0,
+  };
+}
+
+function validatorKeys(dir: string, dn: DevnetFile): KeyPair[] {
+  return dn.nodes
+    .filter((n) => n.validator)
+    .map((n) => importPrivateKeyPem(readFileSync(join(dir, n.dataDir, "keys", "validator.pem"), "utf8")));
+}
+
+async function createDevnet(dir: string, o: GenerateOptions, reserveBlocks: number): Promise<ChainStart> {
   const blockTimeMs = o.blockTimeMs ?? 1000;
-  // Genesis far enough in the past that every generated block's slot has passed.
-  const genesisTimeMs = Date.now() - (o.blocks + 10) * blockTimeMs;
-  const validators = o.validators ?? 4;
+  // Genesis far enough in the past that every generated block's slot has passed, and the
+  // reserved slots after them too.
+  const genesisTimeMs = Date.now() - (o.blocks + reserveBlocks + 10) * blockTimeMs;
   const dn = await devnetInit(dir, {
-    validators,
+    validators: o.validators ?? 4,
     blockTimeMs,
     genesisTimeMs,
     loadAccounts: 256,
@@ -61,21 +136,80 @@ export async function generateChain(dir: string, o: GenerateOptions): Promise<Ge
     ...(o.segmentBytes ? { segmentBytes: o.segmentBytes } : {}),
   });
   const genesis = Genesis.load(join(dir, "genesis.json"));
-  const vkeys = dn.nodes
-    .filter((n) => n.validator)
-    .map((n) => importPrivateKeyPem(readPem(join(dir, n.dataDir, "keys", "validator.pem"))));
-  const accounts: KeyPair[] = dn.loadAccounts.map((a) => importPrivateKeyPem(a.privateKeyPem));
-  const nonces = accounts.map(() => 0n);
   const nodeDir = join(dir, dn.nodes[0]!.dataDir);
   const store = ChainStore.open(
     genesis,
     { dataDir: nodeDir, segmentBytes: o.segmentBytes ?? 64 * 1024 * 1024, undoDepth: 0 },
     silentLogger(),
   );
+  return {
+    dn,
+    genesis,
+    nodeDir,
+    store,
+    vkeys: validatorKeys(dir, dn),
+    nonces: dn.loadAccounts.map(() => 0n),
+    parent: { height: 0, hash: genesis.hash, ts: genesisTimeMs },
+    release: () => {},
+  };
+}
+
+async function openForAppend(dir: string, o: GenerateOptions): Promise<ChainStart> {
+  const dn = readDevnet(dir);
+  const nodeDir = join(dir, dn.nodes[0]!.dataDir);
+  const genesis = Genesis.load(nodePaths(nodeDir).genesis);
+  const cfg = loadNodeConfig(nodeDir);
+  if (o.txsPerBlock > genesis.doc.maxTxsPerBlock)
+    throw new RangeError(
+      `--txs-per-block must be at most the chain's limit of ${genesis.doc.maxTxsPerBlock}, got ${o.txsPerBlock}`,
+    );
+  const release = acquireLock(nodePaths(nodeDir).lock);
+  let store: ChainStore | undefined;
+  try {
+    store = ChainStore.open(
+      genesis,
+      { dataDir: nodeDir, segmentBytes: cfg.segmentBytes, undoDepth: cfg.undoDepth },
+      silentLogger(),
+    );
+    const tip = store.ref(store.tip().height)!;
+    const lastTs = tip.timestampMs + o.blocks * genesis.doc.blockTimeMs;
+    if (lastTs > Date.now()) {
+      const room = Math.max(0, Math.floor((Date.now() - tip.timestampMs) / genesis.doc.blockTimeMs));
+      throw new RangeError(
+        `Cannot append ${o.blocks} blocks to ${nodeDir}: only ${room} past block slots follow its tip at height ${tip.height}; generate the chain with --reserve-blocks ${o.blocks} or more`,
+      );
+    }
+    const state = store.state;
+    const nonces = dn.loadAccounts.map((a) => state.getAccount(Buffer.from(a.publicKey, "hex"))?.nonce ?? 0n);
+    return {
+      dn,
+      genesis,
+      nodeDir,
+      store,
+      vkeys: validatorKeys(dir, dn),
+      nonces,
+      parent: { height: tip.height, hash: tip.hash, ts: tip.timestampMs },
+      release,
+    };
+  } catch (err) {
+    await store?.close();
+    release();
+    throw err;
+  }
+}
+
+/** Builds, signs and commits `o.blocks` blocks on top of `s.parent`; returns their bytes. */
+async function extendChain(s: ChainStart, o: GenerateOptions): Promise<number> {
+  const { genesis, store, vkeys, nonces } = s;
+  const accounts: KeyPair[] = s.dn.loadAccounts.map((a) => importPrivateKeyPem(a.privateKeyPem));
+  const validators = genesis.validatorCount;
+  const blockTimeMs = genesis.doc.blockTimeMs;
   const payloadBytes = o.payloadBytes ?? 0;
+  const first = s.parent.height + 1;
+  const last = s.parent.height + o.blocks;
   let cursor = 0;
   let ledgerBytes = 0;
-  const signer = new SignerPool(dn.loadAccounts.map((a) => a.privateKeyPem));
+  const signer = new SignerPool(s.dn.loadAccounts.map((a) => a.privateKeyPem));
 
   // Unsigned transactions for a range of heights: nonces follow from the order alone, so
   // the next range can be prepared and signed (on worker threads) while this one executes.
@@ -111,13 +245,13 @@ export async function generateChain(dir: string, o: GenerateOptions): Promise<Ge
   };
 
   try {
-    let parent = { hash: genesis.hash, ts: genesisTimeMs };
+    let parent = { hash: s.parent.hash, ts: s.parent.ts };
     let lt = store.state.ltHash;
-    let next = prepare(1, Math.min(o.blocks, COMMIT_BLOCKS));
-    for (let h0 = 1; h0 <= o.blocks; h0 += COMMIT_BLOCKS) {
-      const h1 = Math.min(o.blocks, h0 + COMMIT_BLOCKS - 1);
+    let next = prepare(first, Math.min(last, first + COMMIT_BLOCKS - 1));
+    for (let h0 = first; h0 <= last; h0 += COMMIT_BLOCKS) {
+      const h1 = Math.min(last, h0 + COMMIT_BLOCKS - 1);
       const current = next;
-      if (h1 < o.blocks) next = prepare(h1 + 1, Math.min(o.blocks, h1 + COMMIT_BLOCKS));
+      if (h1 < last) next = prepare(h1 + 1, Math.min(last, h1 + COMMIT_BLOCKS));
       const sigs = await current.signatures;
       // Blocks of the batch execute against an overlay of the ones before them, and the
       // whole batch is committed (and fsynced) at once with the executions computed here.
@@ -159,15 +293,10 @@ export async function generateChain(dir: string, o: GenerateOptions): Promise<Ge
       await store.appendBuilt(built);
       o.onProgress?.(h1, ledgerBytes);
     }
-    for (const n of dn.nodes.filter((x) => x.validator)) {
-      // Every validator signed some of these heights: none may sign them again.
-      new Watermark(join(dir, n.dataDir, "keys", "watermark.json")).advance(o.blocks);
-    }
   } finally {
     await signer.close();
-    await store.close();
   }
-  return { devnet: dn, nodeDir, height: o.blocks, ledgerBytes, elapsedMs: Date.now() - t0 };
+  return ledgerBytes;
 }
 
 /** Fills a buffer with cheap pseudo-random bytes (xorshift32) seeded by `seed`. */
@@ -248,8 +377,4 @@ class SignerPool {
   async close(): Promise<void> {
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
-}
-
-function readPem(path: string): string {
-  return readFileSync(path, "utf8");
 }

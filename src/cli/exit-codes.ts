@@ -14,4 +14,6 @@ export const ExitCode = {
   CheckFailed: 4,
   /** Another process holds the lock. */
   Locked: 5,
+  /** No password was given, or it opens none of the repository's key files: nothing was written. */
+  BadPassword: 6,
 } as const;

@@ -4,7 +4,7 @@
  * message and exit with a documented code (exit-codes.ts); unexpected ones print a stack.
  */
 import { join } from "node:path";
-import { Command, InvalidArgumentError } from "commander";
+import { Command } from "commander";
 import { NodeClient } from "../chain/client.js";
 import { loadNodeConfig } from "../chain/config.js";
 import { hex } from "../chain/crypto.js";
@@ -14,47 +14,11 @@ import { Genesis } from "../chain/genesis.js";
 import { runLoad } from "../chain/load.js";
 import { startNode } from "../chain/run-node.js";
 import { validateNodeData } from "../ledger/validate.js";
-import { CodedError } from "../util/errors.js";
+import { int, run } from "./command-kit.js";
 import { runDemo } from "./demo.js";
 import { ExitCode } from "./exit-codes.js";
 import { printJson, printTable, short } from "./output.js";
-
-function int(name: string, min = 0) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isSafeInteger(n) || n < min)
-      throw new InvalidArgumentError(`${name} must be an integer of at least ${min}`);
-    return n;
-  };
-}
-
-function exitCodeFor(err: CodedError): number {
-  const c = err.code;
-  if (/LOCKED|RUNNING/.test(c)) return ExitCode.Locked;
-  if (/UNREACHABLE|NOT_FOUND/.test(c)) return ExitCode.Unreachable;
-  if (/INVALID|EXISTS|CONFIG|GENESIS|NOT_VALIDATOR/.test(c)) return ExitCode.Usage;
-  return ExitCode.Failure;
-}
-
-function run<A extends unknown[]>(fn: (...args: A) => Promise<number | undefined> | Promise<void>) {
-  return async (...args: A): Promise<void> => {
-    try {
-      const code = await fn(...args);
-      process.exitCode = typeof code === "number" ? code : ExitCode.Ok;
-    } catch (err) {
-      if (err instanceof CodedError) {
-        process.stderr.write(`chainvault: ${err.message}\n`);
-        process.exitCode = exitCodeFor(err);
-      } else if (err instanceof RangeError || err instanceof TypeError) {
-        process.stderr.write(`chainvault: ${err.message}\n`);
-        process.exitCode = ExitCode.Usage;
-      } else {
-        process.stderr.write(`chainvault: unexpected error: ${(err as Error).stack ?? String(err)}\n`);
-        process.exitCode = ExitCode.Failure;
-      }
-    }
-  };
-}
+import { registerVaultCommands } from "./vault-commands.js";
 
 const program = new Command("chainvault")
   .description(
@@ -179,12 +143,25 @@ devnet
 
 devnet
   .command("generate <dir>")
-  .description("Write a valid chain offline into a new devnet's node-0, for benchmarks and tests")
-  .requiredOption("--blocks <n>", "blocks to generate", int("--blocks", 1))
+  .description(
+    "Write a valid chain offline into a new devnet's node-0, or with --append add blocks to it, for benchmarks and tests",
+  )
+  .requiredOption("--blocks <n>", "blocks to generate (with --append: blocks to add)", int("--blocks", 1))
   .requiredOption("--txs-per-block <n>", "transactions per block", int("--txs-per-block", 0))
   .option("--payload-bytes <n>", "data payload per transaction (at most 1024)", int("--payload-bytes", 0), 0)
   .option("--validators <n>", "validators of the devnet", int("--validators", 1), 4)
   .option("--segment-bytes <n>", "ledger segment size", int("--segment-bytes", 4096))
+  .option(
+    "--reserve-blocks <n>",
+    "past block slots to leave free after the chain, for later appends",
+    int("--reserve-blocks", 0),
+    0,
+  )
+  .option(
+    "--append",
+    "continue the chain of the devnet in <dir> (node-0, which must be stopped); its genesis fixes validators and segment size",
+    false,
+  )
   .option("--json", "print the result as JSON", false)
   .action(
     run(
@@ -196,6 +173,8 @@ devnet
           payloadBytes: number;
           validators: number;
           segmentBytes?: number;
+          reserveBlocks: number;
+          append: boolean;
           json: boolean;
         },
       ) => {
@@ -205,11 +184,13 @@ devnet
           txsPerBlock: o.txsPerBlock,
           payloadBytes: o.payloadBytes,
           validators: o.validators,
+          reserveBlocks: o.reserveBlocks,
+          append: o.append,
           ...(o.segmentBytes ? { segmentBytes: o.segmentBytes } : {}),
           onProgress: (h, bytes) => {
             if (tty)
               process.stderr.write(
-                `\rgenerating: block ${h}/${o.blocks}, ${(bytes / 1048576).toFixed(1)} MiB`,
+                `\rgenerating: block ${h}${o.append ? "" : `/${o.blocks}`}, ${(bytes / 1048576).toFixed(1)} MiB`,
               );
           },
         });
@@ -224,7 +205,7 @@ devnet
         if (o.json) printJson(out);
         else
           process.stdout.write(
-            `Generated ${r.height} blocks (${(r.ledgerBytes / 1048576).toFixed(1)} MiB) into ${r.nodeDir} in ${(r.elapsedMs / 1000).toFixed(1)} s\n`,
+            `${o.append ? "Appended" : "Generated"} ${o.blocks} blocks (${(r.ledgerBytes / 1048576).toFixed(1)} MiB) into ${r.nodeDir} in ${(r.elapsedMs / 1000).toFixed(1)} s; height ${r.height}\n`,
           );
       },
     ),
@@ -314,5 +295,7 @@ ledger
       return r.ok ? ExitCode.Ok : ExitCode.CheckFailed;
     }),
   );
+
+registerVaultCommands(program);
 
 await program.parseAsync(process.argv);

@@ -1,0 +1,233 @@
+/**
+ * A repository in a local directory. Objects are files named by their object name; a write
+ * goes to a temporary file beside its target, is fsynced, renamed into place and the
+ * directory fsynced, so a crash leaves either the whole object or none of it.
+ */
+import { randomBytes } from "node:crypto";
+import { constants } from "node:fs";
+import { type FileHandle, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
+import { dirname, join, relative, sep } from "node:path";
+import { errorMessage } from "../../util/errors.js";
+import { assertObjectName, type Backend, type ObjectInfo } from "../backend.js";
+import { VaultError, VaultErrorCode } from "../errors.js";
+
+// Temporary files carry this infix; list() skips them and they are never valid object names.
+const TMP_INFIX = ".tmp-";
+
+function errnoOf(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+/** Writes every part in order with writev, resuming after short writes. */
+async function writeAllv(fh: FileHandle, parts: readonly Uint8Array[]): Promise<void> {
+  // 512 buffers per call: well under IOV_MAX (1024 on Linux).
+  const IOV_BATCH = 512;
+  let pos = 0;
+  for (let i = 0; i < parts.length; i += IOV_BATCH) {
+    let batch = parts.slice(i, i + IOV_BATCH);
+    let want = batch.reduce((s, b) => s + b.length, 0);
+    while (want > 0) {
+      const { bytesWritten } = await fh.writev(batch as Uint8Array[], pos);
+      pos += bytesWritten;
+      want -= bytesWritten;
+      if (want === 0) break;
+      // Short write: drop what was written and go on with the rest.
+      let skip = bytesWritten;
+      const rest: Uint8Array[] = [];
+      for (const b of batch) {
+        if (skip >= b.length) skip -= b.length;
+        else {
+          rest.push(skip > 0 ? b.subarray(skip) : b);
+          skip = 0;
+        }
+      }
+      batch = rest;
+    }
+  }
+}
+
+export class LocalBackend implements Backend {
+  readonly location: string;
+  private readonly madeDirs = new Set<string>();
+
+  constructor(readonly root: string) {
+    this.location = root;
+  }
+
+  private path(name: string): string {
+    assertObjectName(name);
+    return join(this.root, ...name.split("/"));
+  }
+
+  private fail(op: string, name: string, err: unknown): VaultError {
+    const errno = errnoOf(err);
+    const hint =
+      errno === "ENOSPC"
+        ? ": the disk is full; free space and run the command again"
+        : errno === "EACCES" || errno === "EPERM"
+          ? ": permission denied; check the repository directory's owner and mode"
+          : errno === "EROFS"
+            ? ": the file system is read-only"
+            : "";
+    return new VaultError(
+      { code: VaultErrorCode.BackendFailed, op, name, errno, location: this.location },
+      `Cannot ${op} ${name} in repository ${this.location}: ${errorMessage(err)}${hint}`,
+    );
+  }
+
+  private async ensureDir(dir: string): Promise<void> {
+    if (this.madeDirs.has(dir)) return;
+    await mkdir(dir, { recursive: true });
+    this.madeDirs.add(dir);
+  }
+
+  async put(name: string, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
+    const path = this.path(name);
+    const dir = dirname(path);
+    const tmp = `${path}${TMP_INFIX}${process.pid}-${randomBytes(4).toString("hex")}`;
+    try {
+      await this.ensureDir(dir);
+      const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+      try {
+        if (data instanceof Uint8Array) {
+          let off = 0;
+          while (off < data.length) {
+            const { bytesWritten } = await fh.write(data, off, data.length - off, off);
+            off += bytesWritten;
+          }
+        } else await writeAllv(fh, data);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, path);
+      const dh = await open(dir, "r");
+      try {
+        await dh.sync();
+      } finally {
+        await dh.close();
+      }
+    } catch (err) {
+      await rm(tmp, { force: true }).catch(() => undefined);
+      if (err instanceof VaultError) throw err;
+      throw this.fail("write", name, err);
+    }
+  }
+
+  async get(name: string): Promise<Buffer> {
+    const path = this.path(name);
+    try {
+      const fh = await open(path, "r");
+      try {
+        return await fh.readFile();
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      throw this.readError(name, err);
+    }
+  }
+
+  async getRange(name: string, offset: number, length: number): Promise<Buffer> {
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0)
+      throw new RangeError(`Invalid range ${offset}+${length} of ${name}`);
+    const path = this.path(name);
+    let fh: Awaited<ReturnType<typeof open>>;
+    try {
+      fh = await open(path, "r");
+    } catch (err) {
+      throw this.readError(name, err);
+    }
+    try {
+      const buf = Buffer.allocUnsafe(length);
+      let got = 0;
+      while (got < length) {
+        const { bytesRead } = await fh.read(buf, got, length - got, offset + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      if (got < length)
+        throw new VaultError(
+          { code: VaultErrorCode.ObjectCorrupt, name, offset, length, location: this.location },
+          `Cannot read ${name} in repository ${this.location}: it ends before byte ${offset + length} (truncated); run \`chainvault verify\` to find the damage`,
+        );
+      return buf;
+    } catch (err) {
+      if (err instanceof VaultError) throw err;
+      throw this.readError(name, err);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  private readError(name: string, err: unknown): VaultError {
+    if (errnoOf(err) === "ENOENT")
+      return new VaultError(
+        { code: VaultErrorCode.ObjectMissing, name, location: this.location },
+        `Object ${name} is missing from repository ${this.location}`,
+      );
+    return this.fail("read", name, err);
+  }
+
+  async stat(name: string): Promise<ObjectInfo | undefined> {
+    const path = this.path(name);
+    try {
+      const s = await stat(path);
+      return s.isFile() ? { name, sizeBytes: s.size } : undefined;
+    } catch (err) {
+      if (errnoOf(err) === "ENOENT") return undefined;
+      throw this.fail("stat", name, err);
+    }
+  }
+
+  async list(prefix: string): Promise<ObjectInfo[]> {
+    const clean = prefix.replace(/\/+$/, "");
+    if (clean !== "") assertObjectName(clean);
+    const base = clean === "" ? this.root : join(this.root, ...clean.split("/"));
+    const out: ObjectInfo[] = [];
+    let entries: import("node:fs").Dirent[];
+    try {
+      entries = await readdir(base, { withFileTypes: true, recursive: true });
+    } catch (err) {
+      if (errnoOf(err) === "ENOENT") return out;
+      throw this.fail("list", prefix, err);
+    }
+    for (const e of entries) {
+      if (!e.isFile() || e.name.includes(TMP_INFIX)) continue;
+      const full = join(e.parentPath, e.name);
+      const name = relative(this.root, full).split(sep).join("/");
+      try {
+        const s = await stat(full);
+        out.push({ name, sizeBytes: s.size });
+      } catch (err) {
+        // Deleted between readdir and stat (a concurrent prune): not listed.
+        if (errnoOf(err) !== "ENOENT") throw this.fail("list", prefix, err);
+      }
+    }
+    return out;
+  }
+
+  async delete(name: string): Promise<void> {
+    const path = this.path(name);
+    try {
+      await unlink(path);
+    } catch (err) {
+      if (errnoOf(err) === "ENOENT") return;
+      throw this.fail("delete", name, err);
+    }
+  }
+
+  /** Removes temporary files left by writers that died; called by prune under an exclusive lock. */
+  async removeStaleTemporaries(): Promise<number> {
+    let n = 0;
+    const entries = await readdir(this.root, { withFileTypes: true, recursive: true }).catch(() => []);
+    for (const e of entries)
+      if (e.isFile() && e.name.includes(TMP_INFIX)) {
+        await rm(join(e.parentPath, e.name), { force: true });
+        n++;
+      }
+    return n;
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,302 @@
+/**
+ * Backup: read a source's components, cut files into content-defined chunks, store the
+ * chunks the repository lacks, and write a signed snapshot. A file whose size and mtime
+ * match the parent snapshot is not read at all; a file marked append-only is read only
+ * from the parent's last chunk on.
+ */
+import { open as openFile } from "node:fs/promises";
+import { hostname } from "node:os";
+import { crashPoint } from "../util/crash-points.js";
+import type { ChunkIndex } from "./chunk-index.js";
+import { chunkId } from "./crypto.js";
+import { VaultError, VaultErrorCode } from "./errors.js";
+import { type BufferPool, chunkBufferPool, forEachChunk } from "./file-chunks.js";
+import { RepoLock } from "./lock.js";
+import { PackWriter } from "./pack-writer.js";
+import type { Repository } from "./repository.js";
+import type { Component, FileNode, Manifest } from "./snapshot.js";
+import {
+  type BackupSource,
+  type ReadHandle,
+  type SourceComponent,
+  type SourceEntry,
+  walkComponent,
+} from "./source.js";
+
+export interface BackupOptions {
+  tags?: string[];
+  /** A snapshot id to compare with; by default the latest of the same source and host. */
+  parent?: string;
+  /** Ignore any parent: read every file. */
+  force?: boolean;
+  /** Called as bytes are processed, with the total to process. */
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
+  /** How long to wait for a conflicting lock. */
+  lockWaitMs?: number;
+  /** Manifest fields to carry over instead of this run's (a copy keeps the original's). */
+  carry?: Pick<Manifest, "time" | "host" | "origin">;
+}
+
+export interface BackupResult {
+  snapshotId: string;
+  parent?: string;
+  files: { new: number; changed: number; unmodified: number };
+  /** Bytes of the source's files. */
+  totalBytes: number;
+  /** Bytes actually read from the source. */
+  readBytes: number;
+  chunksAdded: number;
+  rawBytesAdded: number;
+  storedBytesAdded: number;
+  packsWritten: number;
+  elapsedMs: number;
+}
+
+// Chunks being compressed and sealed at once: 4 keeps both cores and the thread pool busy
+// while bounding memory to a few maximal chunks.
+const IN_FLIGHT_CHUNKS = 4;
+
+/** Backs up a source into a repository and returns the new snapshot. */
+export async function backup(
+  repo: Repository,
+  source: BackupSource,
+  o: BackupOptions = {},
+): Promise<BackupResult> {
+  const t0 = Date.now();
+  const lock = await RepoLock.acquire(repo.backend, {
+    exclusive: false,
+    op: "backup",
+    waitMs: o.lockWaitMs ?? 0,
+  });
+  try {
+    const { index } = await repo.loadIndex();
+    const parent = o.force ? undefined : await findParent(repo, source, o.parent);
+    const writer = new PackWriter(repo);
+    const walked = await Promise.all(source.components.map(walkComponent));
+    const totalBytes = walked.flat().reduce((s, e) => s + e.sizeBytes, 0);
+    const r = { files: { new: 0, changed: 0, unmodified: 0 }, readBytes: 0, doneBytes: 0 };
+    const slots = new Slots(IN_FLIGHT_CHUNKS);
+    // One buffer per chunk in flight plus the one being cut.
+    const pool = chunkBufferPool(repo.config.chunker, IN_FLIGHT_CHUNKS + 1);
+    const components: Component[] = [];
+    for (const [ci, c] of source.components.entries()) {
+      const parentFiles = new Map(
+        parent?.manifest.components.find((pc) => pc.name === c.name)?.files.map((f) => [f.path, f]) ?? [],
+      );
+      const files: FileNode[] = [];
+      for (const e of walked[ci]!) {
+        const pf = parentFiles.get(e.path);
+        if (e.type !== "file") {
+          files.push(nodeOf(e, undefined));
+          continue;
+        }
+        if (!pf) r.files.new++;
+        if (
+          pf &&
+          pf.type === "file" &&
+          pf.sizeBytes === e.sizeBytes &&
+          pf.mtimeMs === e.mtimeMs &&
+          allPresent(index, writer, pf)
+        ) {
+          r.files.unmodified++;
+          files.push(nodeOf(e, pf.chunks ?? []));
+          r.doneBytes += e.sizeBytes;
+          o.onProgress?.(r.doneBytes, totalBytes);
+          continue;
+        }
+        if (pf) r.files.changed++;
+        const got = await chunkFile(repo, index, writer, slots, pool, c, e, pf, (n, read) => {
+          r.doneBytes += n;
+          r.readBytes += read;
+          o.onProgress?.(r.doneBytes, totalBytes);
+        });
+        // The size is what was read: a file that grew while it was read (a log) is
+        // recorded as the bytes its chunks hold.
+        files.push({ ...nodeOf(e, got.ids), sizeBytes: got.sizeBytes });
+      }
+      components.push({
+        name: c.name,
+        dataClass: c.dataClass,
+        sizeBytes: files.reduce((s, f) => s + f.sizeBytes, 0),
+        files,
+      });
+    }
+    await slots.drain();
+    await writer.flush();
+    crashPoint("vault.before-snapshot");
+    const manifest: Manifest = {
+      version: 1,
+      time: o.carry?.time ?? new Date().toISOString(),
+      host: o.carry?.host ?? hostname(),
+      ...(o.carry?.origin ? { origin: o.carry.origin } : {}),
+      sourceId: source.sourceId,
+      source: source.location,
+      tags: o.tags ?? [],
+      ...(parent ? { parent: parent.id } : {}),
+      ...(source.anchor ? { anchor: source.anchor } : {}),
+      components,
+    };
+    const snapshotId = await repo.writeSnapshot(manifest);
+    return {
+      snapshotId,
+      ...(parent ? { parent: parent.id } : {}),
+      files: r.files,
+      totalBytes,
+      readBytes: r.readBytes,
+      ...writer.stats,
+      elapsedMs: Date.now() - t0,
+    };
+  } finally {
+    await lock.release();
+  }
+}
+
+function nodeOf(e: SourceEntry, chunks: string[] | undefined): FileNode {
+  return {
+    path: e.path,
+    type: e.type,
+    mode: e.mode,
+    mtimeMs: e.mtimeMs,
+    sizeBytes: e.sizeBytes,
+    ...(chunks ? { chunks } : {}),
+    ...(e.target !== undefined ? { target: e.target } : {}),
+  };
+}
+
+function allPresent(index: ChunkIndex, writer: PackWriter, f: FileNode): boolean {
+  for (const id of f.chunks ?? []) {
+    const b = Buffer.from(id, "hex");
+    if (!index.has(b) && !writer.pending.has(b.toString("latin1"))) return false;
+  }
+  return true;
+}
+
+async function findParent(
+  repo: Repository,
+  source: BackupSource,
+  explicit: string | undefined,
+): Promise<{ id: string; manifest: Manifest } | undefined> {
+  if (explicit) {
+    const s = await repo.resolveSnapshot(explicit);
+    if ("problem" in s)
+      throw new VaultError(
+        { code: VaultErrorCode.ObjectCorrupt, snapshotId: s.id },
+        `Cannot use snapshot ${s.id} as parent: ${s.problem}`,
+      );
+    return s;
+  }
+  const host = hostname();
+  const all = await repo.listSnapshots();
+  for (let i = all.length - 1; i >= 0; i--) {
+    const s = all[i]!;
+    if ("manifest" in s && s.manifest.sourceId === source.sourceId && s.manifest.host === host) return s;
+  }
+  return undefined;
+}
+
+/** A counting semaphore that also remembers the first failure of the work it ran. */
+class Slots {
+  private running = new Set<Promise<void>>();
+  private failure: unknown;
+  constructor(private readonly limit: number) {}
+
+  async run(work: () => Promise<void>): Promise<void> {
+    while (this.running.size >= this.limit) await Promise.race(this.running);
+    if (this.failure) throw this.failure;
+    const p = work()
+      .catch((err: unknown) => {
+        this.failure ??= err;
+      })
+      .finally(() => this.running.delete(p));
+    this.running.add(p);
+  }
+
+  async drain(): Promise<void> {
+    while (this.running.size > 0) await Promise.race(this.running);
+    if (this.failure) throw this.failure;
+  }
+}
+
+/**
+ * Chunks one file from `start` (0, or the end of the parent's reusable prefix) and hands
+ * new chunks to the writer; returns the file's chunk ids.
+ */
+async function chunkFile(
+  repo: Repository,
+  index: ChunkIndex,
+  writer: PackWriter,
+  slots: Slots,
+  pool: BufferPool,
+  c: SourceComponent,
+  e: SourceEntry,
+  pf: FileNode | undefined,
+  progress: (doneBytes: number, readBytes: number) => void,
+): Promise<{ ids: string[]; sizeBytes: number }> {
+  const { idKey } = repo.keysOf(c.dataClass);
+  const fh: ReadHandle = e.open
+    ? await e.open()
+    : await openFile(e.absPath, "r").catch((err: unknown) => {
+        throw new VaultError(
+          { code: VaultErrorCode.BadInput, path: e.absPath },
+          `Cannot read ${e.absPath} of component ${c.name}: ${(err as Error).message}`,
+        );
+      });
+  try {
+    const ids: string[] = [];
+    let pos = 0;
+    let sizeBytes = 0;
+    if (pf?.chunks && pf.chunks.length > 1 && c.appendOnly?.(e.path) && pf.sizeBytes <= e.sizeBytes) {
+      const reuse = await reusablePrefix(index, fh, idKey, pf.chunks);
+      if (reuse) {
+        ids.push(...reuse.ids);
+        pos = reuse.bytes;
+        sizeBytes = pos;
+        progress(pos, reuse.checkedBytes);
+      }
+    }
+    await forEachChunk(
+      fh,
+      pos,
+      repo.config.chunker,
+      repo.gear,
+      pool,
+      async (data, offset, release) => {
+        sizeBytes = offset + data.length;
+        const id = chunkId(idKey, data);
+        ids.push(id.toString("hex"));
+        if (!index.has(id) && !writer.pending.has(id.toString("latin1")))
+          await slots.run(() => writer.add(c.dataClass, id, data).finally(release));
+        else release();
+      },
+      (n) => progress(n, n),
+    );
+    return { ids, sizeBytes };
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * The parent's chunks that an append-only file still holds: all but the last (which may
+ * have been cut by the old end of file), provided the last of those reads back unchanged.
+ */
+async function reusablePrefix(
+  index: ChunkIndex,
+  fh: ReadHandle,
+  idKey: Buffer,
+  chunks: string[],
+): Promise<{ ids: string[]; bytes: number; checkedBytes: number } | undefined> {
+  const keep = chunks.slice(0, -1);
+  let bytes = 0;
+  let lastLen = 0;
+  for (const id of keep) {
+    const loc = index.get(Buffer.from(id, "hex"));
+    if (!loc) return undefined;
+    lastLen = loc.entry.rawLength;
+    bytes += lastLen;
+  }
+  const check = Buffer.allocUnsafe(lastLen);
+  const { bytesRead } = await fh.read(check, 0, lastLen, bytes - lastLen);
+  if (bytesRead !== lastLen || chunkId(idKey, check).toString("hex") !== keep.at(-1)) return undefined;
+  return { ids: keep, bytes, checkedBytes: lastLen };
+}

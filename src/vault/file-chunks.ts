@@ -1,0 +1,106 @@
+/**
+ * Reads a file from an offset and cuts it into content-defined chunks. Read buffers come
+ * from a pool and are reused: on this class of machine touching fresh memory costs more
+ * than chunking it (~0.6 GB/s against ~2 GB/s), so a backup must not allocate per read.
+ * Each chunk handed out pins its buffer until the receiver calls `release`.
+ */
+import { type ChunkerParams, nextCut } from "./chunker.js";
+import type { ReadHandle } from "./source.js";
+
+// 8 MiB reads: large sequential I/O; a buffer holds a read plus a carried-over maximal chunk.
+const READ_BYTES = 8 * 1024 * 1024;
+
+/** A fixed set of equal buffers, handed out and returned; waits when all are out. */
+export class BufferPool {
+  private readonly free: Buffer[] = [];
+  private readonly waiters: (() => void)[] = [];
+  private made = 0;
+
+  constructor(
+    readonly sizeBytes: number,
+    readonly max: number,
+  ) {}
+
+  async acquire(): Promise<Buffer> {
+    for (;;) {
+      const b = this.free.pop();
+      if (b) return b;
+      if (this.made < this.max) {
+        this.made++;
+        return Buffer.allocUnsafe(this.sizeBytes);
+      }
+      await new Promise<void>((r) => this.waiters.push(r));
+    }
+  }
+
+  release(b: Buffer): void {
+    this.free.push(b);
+    this.waiters.shift()?.();
+  }
+}
+
+/** A pool sized for {@link forEachChunk} with these chunker parameters. */
+export function chunkBufferPool(params: ChunkerParams, max: number): BufferPool {
+  return new BufferPool(READ_BYTES + params.maxBytes, max);
+}
+
+/**
+ * Chunks `fh` from `pos` to its end. `onChunk` gets each chunk, its offset in the file, and
+ * a `release` to call once it no longer needs the bytes (at once if it keeps nothing).
+ */
+export async function forEachChunk(
+  fh: ReadHandle,
+  pos: number,
+  params: ChunkerParams,
+  gear: Uint32Array,
+  pool: BufferPool,
+  onChunk: (data: Buffer, offset: number, release: () => void) => Promise<void> | void,
+  onRead?: (bytes: number) => void,
+): Promise<void> {
+  let held: { buf: Buffer; refs: number } | undefined;
+  const unref = (h: { buf: Buffer; refs: number }): void => {
+    if (--h.refs === 0) pool.release(h.buf);
+  };
+  let start = 0;
+  let end = 0;
+  let eof = false;
+  // File offset of the current buffer's first byte.
+  let base = pos;
+  try {
+    for (;;) {
+      if (start === end && eof) return;
+      const cut = start === end ? -1 : nextCut(held!.buf, start, end, eof, params, gear);
+      if (cut < 0) {
+        const next = { buf: await pool.acquire(), refs: 1 };
+        if (held) {
+          held.buf.copy(next.buf, 0, start, end);
+          unref(held);
+        }
+        base += start;
+        end -= start;
+        start = 0;
+        held = next;
+        const { bytesRead } = await fh.read(next.buf, end, READ_BYTES, base + end);
+        end += bytesRead;
+        onRead?.(bytesRead);
+        // A regular file reads short only at its end.
+        if (bytesRead < READ_BYTES) eof = true;
+        continue;
+      }
+      const h = held!;
+      const data = h.buf.subarray(start, cut);
+      const offset = base + start;
+      start = cut;
+      h.refs++;
+      let released = false;
+      await onChunk(data, offset, () => {
+        if (!released) {
+          released = true;
+          unref(h);
+        }
+      });
+    }
+  } finally {
+    if (held) unref(held);
+  }
+}

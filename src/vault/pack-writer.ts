@@ -1,0 +1,119 @@
+/**
+ * Turns new chunks into stored packs: compress (zstd, on the libuv thread pool), seal,
+ * append to the open pack of the chunk's class, store full packs, and write an index
+ * object for what was stored. Packs are written before the index that names them and the
+ * index before any snapshot that uses it, so a crash leaves only unreferenced packs.
+ */
+import { compress } from "@mongodb-js/zstd";
+import { crashPoint } from "../util/crash-points.js";
+import { encodeIndex, newIndexName, type PackInfo } from "./chunk-index.js";
+import { seal } from "./crypto.js";
+import { FLAG_COMPRESSED, PackBuilder, packObjectName } from "./pack.js";
+import type { Repository } from "./repository.js";
+
+// Compressed output must save at least 3% or the chunk is stored raw: incompressible
+// data (signatures, hashes) then costs no decompression on restore.
+const MIN_SAVING = 0.97;
+// 32 packs (512 MiB): an index object is written at least this often during a long backup,
+// so a backup run again after a crash finds the chunks already stored.
+const INDEX_FLUSH_PACKS = 32;
+
+export interface PackWriterStats {
+  chunksAdded: number;
+  rawBytesAdded: number;
+  storedBytesAdded: number;
+  packsWritten: number;
+}
+
+export class PackWriter {
+  private readonly open = new Map<string, PackBuilder>();
+  private readonly storing = new Set<Promise<void>>();
+  private unindexed: PackInfo[] = [];
+  private failure: unknown;
+  readonly stats: PackWriterStats = {
+    chunksAdded: 0,
+    rawBytesAdded: 0,
+    storedBytesAdded: 0,
+    packsWritten: 0,
+  };
+  /** Ids (latin1) of chunks added by this writer and not yet in the repository's index. */
+  readonly pending = new Set<string>();
+  /** Called with each pack once it is stored and indexed. */
+  onIndexed: ((p: PackInfo) => void) | undefined;
+
+  constructor(private readonly repo: Repository) {}
+
+  /** Compresses and seals a chunk; the caller bounds how many are in flight. */
+  async add(dataClass: string, id: Buffer, data: Buffer): Promise<void> {
+    const key = id.toString("latin1");
+    if (this.pending.has(key)) return;
+    this.pending.add(key);
+    const level = this.repo.config.compressionLevel;
+    let body = data;
+    let flags = 0;
+    if (level > 0) {
+      const z = await compress(data, level);
+      if (z.length < data.length * MIN_SAVING) {
+        body = z;
+        flags = FLAG_COMPRESSED;
+      }
+    }
+    const sealed = seal(this.repo.keysOf(dataClass).dataKey, body, id);
+    let pack = this.open.get(dataClass);
+    if (!pack) {
+      pack = new PackBuilder(dataClass);
+      this.open.set(dataClass, pack);
+    }
+    pack.add(id, sealed, data.length, flags);
+    this.stats.chunksAdded++;
+    this.stats.rawBytesAdded += data.length;
+    this.stats.storedBytesAdded += sealed.length;
+    if (pack.sizeBytes >= this.repo.config.packTargetBytes) {
+      this.open.delete(dataClass);
+      await this.store(pack);
+    }
+  }
+
+  /** Stores a full pack; at most two are stored at once, the rest wait (bounds memory). */
+  private async store(pack: PackBuilder): Promise<void> {
+    while (this.storing.size >= 2) await Promise.race(this.storing);
+    this.throwIfFailed();
+    const { parts, sizeBytes } = pack.finish(this.repo.keysOf(pack.dataClass).dataKey);
+    const p = this.repo.backend
+      .put(packObjectName(pack.dataClass, pack.name), parts)
+      .then(async () => {
+        this.stats.packsWritten++;
+        this.unindexed.push({ name: pack.name, dataClass: pack.dataClass, sizeBytes, entries: pack.entries });
+        if (this.unindexed.length >= INDEX_FLUSH_PACKS) await this.writeIndex();
+      })
+      .catch((err: unknown) => {
+        this.failure ??= err;
+      })
+      .finally(() => this.storing.delete(p));
+    this.storing.add(p);
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  private async writeIndex(): Promise<void> {
+    if (this.unindexed.length === 0) return;
+    const packs = this.unindexed;
+    this.unindexed = [];
+    crashPoint("vault.before-index");
+    await this.repo.backend.put(newIndexName(), encodeIndex(this.repo.master.dataKey, packs));
+    for (const p of packs) this.onIndexed?.(p);
+  }
+
+  /** Stores every open pack and indexes everything stored. */
+  async flush(): Promise<void> {
+    for (const pack of [...this.open.values()]) {
+      this.open.delete(pack.dataClass);
+      if (pack.entries.length > 0) await this.store(pack);
+    }
+    while (this.storing.size > 0) await Promise.race(this.storing);
+    this.throwIfFailed();
+    await this.writeIndex();
+  }
+}

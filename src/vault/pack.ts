@@ -1,0 +1,109 @@
+/**
+ * Pack files: many sealed chunks of one data class in one object, so a repository holds
+ * thousands of objects rather than millions. Layout (all integers little-endian):
+ *
+ *   blob 0 || blob 1 || ... || sealed header || u32 sealed header length || "CVP1"
+ *
+ * A blob is a chunk, zstd-compressed unless that did not pay, sealed with AES-256-GCM
+ * under the class's data key with the chunk id as associated data. The header lists, in
+ * order, for each blob: id (32), flags (1: bit 0 = compressed), raw length (u32), stored
+ * length (u32); offsets follow from the order. The index (index-file.ts) repeats the same
+ * facts, so a pack can be checked against it and the index rebuilt from packs.
+ */
+import { randomBytes } from "node:crypto";
+import { open, seal } from "./crypto.js";
+
+export const PACK_MAGIC = Buffer.from("CVP1");
+const TRAILER_BYTES = 8;
+const HEADER_ENTRY_BYTES = 32 + 1 + 4 + 4;
+const HEADER_AAD = Buffer.from("chainvault/pack-header/v1");
+export const FLAG_COMPRESSED = 1;
+
+/** One blob of a pack, as its header and the index describe it. */
+export interface PackEntry {
+  id: Buffer;
+  offset: number;
+  /** Stored (sealed) length. */
+  length: number;
+  rawLength: number;
+  flags: number;
+}
+
+/** Accumulates sealed blobs of one class until the pack is full; then {@link finish}. */
+export class PackBuilder {
+  readonly name = randomBytes(32).toString("hex");
+  private readonly parts: Buffer[] = [];
+  readonly entries: PackEntry[] = [];
+  sizeBytes = 0;
+
+  constructor(readonly dataClass: string) {}
+
+  add(id: Buffer, sealedBlob: Buffer, rawLength: number, flags: number): PackEntry {
+    const e: PackEntry = { id, offset: this.sizeBytes, length: sealedBlob.length, rawLength, flags };
+    this.parts.push(sealedBlob);
+    this.entries.push(e);
+    this.sizeBytes += sealedBlob.length;
+    return e;
+  }
+
+  /** The pack's bytes, as parts to write in order: blobs, sealed header and trailer. */
+  finish(key: Uint8Array): { parts: Buffer[]; sizeBytes: number } {
+    const header = Buffer.allocUnsafe(this.entries.length * HEADER_ENTRY_BYTES);
+    let o = 0;
+    for (const e of this.entries) {
+      e.id.copy(header, o);
+      header[o + 32] = e.flags;
+      header.writeUInt32LE(e.rawLength, o + 33);
+      header.writeUInt32LE(e.length, o + 37);
+      o += HEADER_ENTRY_BYTES;
+    }
+    const sealedHeader = seal(key, header, HEADER_AAD);
+    const trailer = Buffer.allocUnsafe(TRAILER_BYTES);
+    trailer.writeUInt32LE(sealedHeader.length, 0);
+    PACK_MAGIC.copy(trailer, 4);
+    const parts = [...this.parts, sealedHeader, trailer];
+    this.parts.length = 0;
+    return { parts, sizeBytes: this.sizeBytes + sealedHeader.length + trailer.length };
+  }
+}
+
+/** The object name of a pack. */
+export function packObjectName(dataClass: string, name: string): string {
+  return `data/${dataClass}/${name.slice(0, 2)}/${name}`;
+}
+
+/** Parses an object name made by {@link packObjectName}. */
+export function parsePackObjectName(objectName: string): { dataClass: string; name: string } | undefined {
+  const m = /^data\/([a-z][a-z0-9-]*)\/([0-9a-f]{2})\/([0-9a-f]{64})$/.exec(objectName);
+  if (!m || m[3]!.slice(0, 2) !== m[2]) return undefined;
+  return { dataClass: m[1]!, name: m[3]! };
+}
+
+/**
+ * Reads a whole pack's header; returns the entries, or a reason why the pack is damaged.
+ */
+export function parsePack(key: Uint8Array, pack: Buffer): PackEntry[] | string {
+  if (pack.length < TRAILER_BYTES) return "shorter than its trailer";
+  if (!pack.subarray(pack.length - 4).equals(PACK_MAGIC)) return "trailer magic is wrong";
+  const hlen = pack.readUInt32LE(pack.length - TRAILER_BYTES);
+  const hstart = pack.length - TRAILER_BYTES - hlen;
+  if (hstart < 0) return "header length runs past the start";
+  const header = open(key, pack.subarray(hstart, pack.length - TRAILER_BYTES), HEADER_AAD);
+  if (!header) return "header does not authenticate";
+  if (header.length % HEADER_ENTRY_BYTES !== 0) return "header has a partial entry";
+  const entries: PackEntry[] = [];
+  let offset = 0;
+  for (let o = 0; o < header.length; o += HEADER_ENTRY_BYTES) {
+    const length = header.readUInt32LE(o + 37);
+    entries.push({
+      id: Buffer.from(header.subarray(o, o + 32)),
+      flags: header[o + 32]!,
+      rawLength: header.readUInt32LE(o + 33),
+      length,
+      offset,
+    });
+    offset += length;
+  }
+  if (offset !== hstart) return `blobs end at ${offset} but the header starts at ${hstart}`;
+  return entries;
+}

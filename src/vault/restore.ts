@@ -1,0 +1,377 @@
+/**
+ * Restore: rebuild a snapshot's components under a target directory. The tree is written
+ * into a staging directory beside the target (each file as `<name>.partial` until all its
+ * chunks are in and fsynced), checked, then swapped in (restore-swap.ts). A restore
+ * killed at any instant is resumed by running it again: finished files are kept.
+ *
+ * `delta` reads the files already at the target and takes every chunk they still hold from
+ * there, fetching only the chunks that differ from the repository.
+ */
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmod, lstat, mkdir, open as openFile, rename, stat, symlink, utimes } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { crashPoint } from "../util/crash-points.js";
+import { fsyncDir } from "../util/fs-atomic.js";
+import type { ChunkIndex, ChunkLocation } from "./chunk-index.js";
+import { chunkId } from "./crypto.js";
+import { VaultError, VaultErrorCode } from "./errors.js";
+import { chunkBufferPool, forEachChunk } from "./file-chunks.js";
+import { RepoLock } from "./lock.js";
+import { packObjectName } from "./pack.js";
+import { mapLimit, type Repository } from "./repository.js";
+import { checkTree, symlinkStaysInside } from "./restore-paths.js";
+import { finishPendingSwap, swapIntoPlace } from "./restore-swap.js";
+import type { FileNode, Manifest } from "./snapshot.js";
+
+export interface RestoreOptions {
+  /** Components to restore; all by default. The others at the target are left alone. */
+  components?: string[];
+  /** Take chunks still present in the target's files from there. */
+  delta?: boolean;
+  /** Restore even if the snapshot fails verification, writing what can be read. */
+  force?: boolean;
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
+  lockWaitMs?: number;
+}
+
+export interface RestoreResult {
+  snapshotId: string;
+  target: string;
+  components: string[];
+  /** Where the data that was at the target now is. */
+  keptAside?: string;
+  files: number;
+  bytes: number;
+  /** Bytes read from the repository (after decompression). */
+  fetchedBytes: number;
+  /** Bytes taken from the target's own files (delta) or a resumed staging tree. */
+  reusedBytes: number;
+  /** Loud notes: forced past damage, symlinks not created. */
+  warnings: string[];
+  elapsedMs: number;
+}
+
+interface Dest {
+  file: PendingFile;
+  offset: number;
+  loc: ChunkLocation;
+}
+
+interface PendingFile {
+  node: FileNode;
+  staged: string;
+  remaining: number;
+  fh?: Awaited<ReturnType<typeof openFile>> | undefined;
+}
+
+const MARKER = ".chainvault-restore";
+// Packs fetched and decoded at once: two keep reads, decompression and writes overlapping
+// on two cores while holding at most ~2 packs (32 MiB) of data.
+const PACKS_IN_FLIGHT = 2;
+
+export async function restore(
+  repo: Repository,
+  ref: string,
+  target: string,
+  o: RestoreOptions = {},
+): Promise<RestoreResult> {
+  const t0 = Date.now();
+  const lock = await RepoLock.acquire(repo.backend, {
+    exclusive: false,
+    op: "restore",
+    waitMs: o.lockWaitMs ?? 0,
+  });
+  try {
+    const finished = finishPendingSwap(target);
+    const snap = await repo.resolveSnapshot(ref);
+    if ("problem" in snap)
+      throw new VaultError(
+        { code: VaultErrorCode.ObjectCorrupt, snapshotId: snap.id },
+        `Cannot restore snapshot ${snap.id}: ${snap.problem}; choose another snapshot (\`chainvault snapshots\`)`,
+      );
+    const m = snap.manifest;
+    const chosen = pickComponents(m, o.components, snap.id);
+    const nodes = chosen.flatMap((c) => c.files.map((f) => ({ f, dataClass: c.dataClass })));
+    checkTree(
+      nodes.map((n) => n.f),
+      snap.id,
+    );
+    const warnings: string[] = [];
+    if (finished) warnings.push(`finished an interrupted restore of ${target} first`);
+    const { index } = await repo.loadIndex();
+    await preflight(repo, index, snap.id, nodes, o.force === true, warnings);
+
+    const staging = `${target}.restore-${snap.id.slice(0, 16)}`;
+    prepareStaging(staging, snap.id);
+    const totalBytes = nodes.reduce((s, n) => s + n.f.sizeBytes, 0);
+    const stats = { done: 0, fetched: 0, reused: 0 };
+    const progress = (n: number): void => {
+      stats.done += n;
+      o.onProgress?.(stats.done, totalBytes);
+    };
+
+    // Directories first, so every file has its parent; modes and times are set at the end.
+    for (const { f } of nodes)
+      if (f.type === "dir") await mkdir(join(staging, f.path), { recursive: true, mode: 0o700 });
+    const byPack = new Map<string, { loc: ChunkLocation; dataClass: string; dests: Dest[] }>();
+    const files: PendingFile[] = [];
+    for (const { f, dataClass } of nodes) {
+      if (f.type !== "file") continue;
+      const staged = join(staging, f.path);
+      await mkdir(dirname(staged), { recursive: true, mode: 0o700 });
+      const done = await stat(staged).catch(() => undefined);
+      if (done?.isFile() && done.size === f.sizeBytes) {
+        stats.reused += f.sizeBytes;
+        progress(f.sizeBytes);
+        continue;
+      }
+      const pf: PendingFile = { node: f, staged, remaining: 0 };
+      files.push(pf);
+      const local = o.delta ? await localChunks(repo, dataClass, join(target, f.path)) : undefined;
+      pf.fh = await openFile(`${staged}.partial`, "w", 0o600);
+      let offset = 0;
+      for (const id of f.chunks ?? []) {
+        const loc = index.get(Buffer.from(id, "hex"));
+        const len = loc?.entry.rawLength ?? 0;
+        const here = local?.get(id);
+        if (here && local) {
+          const b = Buffer.allocUnsafe(here.length);
+          await local.fh.read(b, 0, here.length, here.offset);
+          await pf.fh.write(b, 0, b.length, offset);
+          stats.reused += b.length;
+          progress(b.length);
+        } else if (loc) {
+          pf.remaining++;
+          let g = byPack.get(loc.pack.name);
+          if (!g) {
+            g = { loc, dataClass, dests: [] };
+            byPack.set(loc.pack.name, g);
+          }
+          g.dests.push({ file: pf, offset, loc });
+        } else {
+          warnings.push(`${f.path}: chunk ${id.slice(0, 16)} is missing; ${len} bytes left as zeros`);
+        }
+        offset += here ? here.length : len;
+      }
+      await local?.fh.close();
+      if (pf.remaining === 0) await completeFile(pf);
+    }
+
+    await mapLimit([...byPack.values()], PACKS_IN_FLIGHT, async (g) => {
+      const pack = g.loc.pack;
+      let bytes: Buffer;
+      try {
+        bytes = await repo.backend.get(packObjectName(pack.dataClass, pack.name));
+      } catch (err) {
+        if (!o.force) throw err;
+        warnings.push(`pack ${pack.name.slice(0, 16)} cannot be read: ${(err as Error).message}`);
+        return;
+      }
+      const decoded = new Map<string, Buffer | string>();
+      for (const d of g.dests) {
+        const loc = d.loc;
+        const key = loc.entry.id.toString("latin1");
+        let data = decoded.get(key);
+        if (data === undefined) {
+          const e = loc.entry;
+          data =
+            e.offset + e.length <= bytes.length
+              ? await repo.decodeBlob(g.dataClass, e, bytes.subarray(e.offset, e.offset + e.length))
+              : "lies past the end of its pack";
+          decoded.set(key, data);
+        }
+        if (typeof data === "string") {
+          const msg = `chunk ${loc.entry.id.toString("hex").slice(0, 16)} of ${d.file.node.path} in pack ${pack.name.slice(0, 16)} ${data}`;
+          if (!o.force)
+            throw new VaultError(
+              { code: VaultErrorCode.VerifyFailed, snapshotId: snap.id, path: d.file.node.path },
+              `Cannot restore snapshot ${snap.id}: ${msg}; the target was not touched. Run \`chainvault verify --read-data\`, restore an older snapshot, or pass --force to write what can be read`,
+            );
+          warnings.push(`${msg}; bytes left as zeros`);
+        } else {
+          await d.file.fh!.write(data, 0, data.length, d.offset);
+          stats.fetched += data.length;
+          progress(data.length);
+        }
+        if (--d.file.remaining === 0) await completeFile(d.file);
+      }
+    });
+
+    for (const { f } of nodes) {
+      if (f.type !== "symlink") continue;
+      const at = join(staging, f.path);
+      if (!symlinkStaysInside(f.path, f.target ?? "")) {
+        warnings.push(`symlink ${f.path} -> ${f.target} points outside the target and was not created`);
+        continue;
+      }
+      if (!(await lstat(at).catch(() => undefined))) await symlink(f.target ?? "", at);
+    }
+    for (const { f } of [...nodes].reverse())
+      if (f.type === "dir") {
+        const at = join(staging, f.path);
+        await chmod(at, f.mode);
+        await utimes(at, f.mtimeMs / 1000, f.mtimeMs / 1000);
+      }
+    await checkStaged(
+      staging,
+      nodes.map((n) => n.f),
+      snap.id,
+      o.force === true,
+      warnings,
+    );
+    crashPoint("vault.restore-staged");
+    rmSync(join(staging, MARKER), { force: true });
+    fsyncDir(staging);
+    const roots = rootsOf(nodes.map((n) => n.f));
+    const keptAside = swapIntoPlace(target, staging, roots);
+    return {
+      snapshotId: snap.id,
+      target,
+      components: chosen.map((c) => c.name),
+      ...(keptAside ? { keptAside } : {}),
+      files: nodes.filter((n) => n.f.type === "file").length,
+      bytes: totalBytes,
+      fetchedBytes: stats.fetched,
+      reusedBytes: stats.reused,
+      warnings,
+      elapsedMs: Date.now() - t0,
+    };
+  } finally {
+    await lock.release();
+  }
+}
+
+function pickComponents(m: Manifest, names: string[] | undefined, id: string): Manifest["components"] {
+  if (!names || names.length === 0) return m.components;
+  const have = new Set(m.components.map((c) => c.name));
+  const unknown = names.filter((n) => !have.has(n));
+  if (unknown.length > 0)
+    throw new VaultError(
+      { code: VaultErrorCode.BadInput, unknown, snapshotId: id },
+      `Snapshot ${id} has no component ${unknown.join(", ")}; it has ${[...have].join(", ")}`,
+    );
+  return m.components.filter((c) => names.includes(c.name));
+}
+
+/** Refuses a snapshot whose chunks are not all indexed in stored packs, unless forced. */
+async function preflight(
+  repo: Repository,
+  index: ChunkIndex,
+  snapshotId: string,
+  nodes: { f: FileNode }[],
+  force: boolean,
+  warnings: string[],
+): Promise<void> {
+  const stored = new Set((await repo.backend.list("data/")).map((o) => o.name));
+  let missing = 0;
+  let first = "";
+  for (const { f } of nodes)
+    for (const id of f.chunks ?? []) {
+      const loc = index.get(Buffer.from(id, "hex"));
+      if (!loc || !stored.has(packObjectName(loc.pack.dataClass, loc.pack.name))) {
+        missing++;
+        first ||= `${f.path} (chunk ${id.slice(0, 16)})`;
+      }
+    }
+  const last = (await repo.readVerifications()).get(snapshotId);
+  const failed = Object.values(last ?? {}).filter((r) => !r.ok);
+  const problems = [
+    ...(missing > 0 ? [`${missing} chunks are missing from the repository, first in ${first}`] : []),
+    ...failed.map((r) => `its last ${r.level} verification (${r.time}) failed: ${r.detail}`),
+  ];
+  if (problems.length === 0) return;
+  if (!force)
+    throw new VaultError(
+      { code: VaultErrorCode.VerifyFailed, snapshotId, problems },
+      `Cannot restore snapshot ${snapshotId}: ${problems.join("; ")}. Restore an older snapshot, or pass --force to write what can be read`,
+    );
+  for (const p of problems) warnings.push(`FORCED past: ${p}`);
+}
+
+function prepareStaging(staging: string, snapshotId: string): void {
+  const marker = join(staging, MARKER);
+  if (existsSync(staging)) {
+    const owner = existsSync(marker) ? readFileSync(marker, "utf8") : "";
+    // A staging tree of another snapshot (or one already swapped) is not ours to resume.
+    if (owner !== snapshotId) rmSync(staging, { recursive: true, force: true });
+  }
+  mkdirSync(staging, { recursive: true, mode: 0o700 });
+  writeFileSync(marker, snapshotId);
+  fsyncDir(dirname(staging));
+}
+
+async function completeFile(pf: PendingFile): Promise<void> {
+  const fh = pf.fh!;
+  await fh.truncate(pf.node.sizeBytes);
+  await fh.sync();
+  await fh.close();
+  pf.fh = undefined;
+  const partial = `${pf.staged}.partial`;
+  await chmod(partial, pf.node.mode);
+  await utimes(partial, pf.node.mtimeMs / 1000, pf.node.mtimeMs / 1000);
+  await rename(partial, pf.staged);
+}
+
+/** The top-most paths of a tree: what a restore of these components replaces wholesale. */
+function rootsOf(nodes: readonly FileNode[]): string[] {
+  const all = new Set(nodes.map((n) => n.path));
+  return nodes
+    .map((n) => n.path)
+    .filter((p) => {
+      const parts = p.split("/");
+      for (let i = 1; i < parts.length; i++) if (all.has(parts.slice(0, i).join("/"))) return false;
+      return true;
+    });
+}
+
+/** Every file staged at its size: the pair of the per-chunk checks made while writing. */
+async function checkStaged(
+  staging: string,
+  nodes: readonly FileNode[],
+  id: string,
+  force: boolean,
+  warnings: string[],
+): Promise<void> {
+  for (const f of nodes) {
+    if (f.type !== "file") continue;
+    const s = await stat(join(staging, f.path)).catch(() => undefined);
+    if (s?.size === f.sizeBytes) continue;
+    const msg = `${f.path} is ${s ? `${s.size} bytes, not ${f.sizeBytes}` : "missing"} in the staged tree`;
+    if (!force)
+      throw new VaultError(
+        { code: VaultErrorCode.VerifyFailed, snapshotId: id, path: f.path },
+        `Cannot restore snapshot ${id}: ${msg}`,
+      );
+    warnings.push(msg);
+  }
+}
+
+/** A file at the target and its chunks by id, for delta restore. */
+interface LocalChunks {
+  fh: Awaited<ReturnType<typeof openFile>>;
+  get(id: string): { offset: number; length: number } | undefined;
+}
+
+async function localChunks(
+  repo: Repository,
+  dataClass: string,
+  path: string,
+): Promise<LocalChunks | undefined> {
+  const st = await lstat(path).catch(() => undefined);
+  if (!st?.isFile()) return undefined;
+  const fh = await openFile(path, "r");
+  const byId = new Map<string, { offset: number; length: number }>();
+  const { idKey } = repo.keysOf(dataClass);
+  await forEachChunk(
+    fh,
+    0,
+    repo.config.chunker,
+    repo.gear,
+    chunkBufferPool(repo.config.chunker, 2),
+    (data, offset, release) => {
+      byId.set(chunkId(idKey, data).toString("hex"), { offset, length: data.length });
+      release();
+    },
+  );
+  return { fh, get: (id) => byId.get(id) };
+}
