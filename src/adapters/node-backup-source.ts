@@ -5,7 +5,7 @@
  * a stopped node's directory is read as it is. Either way the anchor (height, head hash,
  * state root) is the node's own word on what the copy holds.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { NodeClient } from "../chain/client.js";
 import { loadNodeConfig, nodePaths } from "../chain/config.js";
@@ -148,6 +148,10 @@ export function offlineAnchor(dataDir: string): NodeBackupSource["anchor"] {
   const path = join(dataDir, "state", "state.db");
   if (!existsSync(path))
     return { height: 0, headHash: hex(genesis.hash), stateRoot: hex(genesis.initialLtHash.root()) };
+  // Opening a WAL-mode database, even read-only, creates its -wal and -shm files. Those this
+  // call made are removed again, so reading the anchor leaves a stopped node's directory as
+  // it was, and the backup that follows does not store them.
+  const made = [`${path}-wal`, `${path}-shm`].filter((p) => !existsSync(p));
   const s = new StateStore(path, genesis, { readonly: true });
   try {
     const head = s.head;
@@ -158,5 +162,9 @@ export function offlineAnchor(dataDir: string): NodeBackupSource["anchor"] {
     };
   } finally {
     s.close();
+    // A read-only connection never writes to the WAL: one it created is empty.
+    for (const p of made)
+      if (p.endsWith("-shm") || statSync(p, { throwIfNoEntry: false })?.size === 0)
+        rmSync(p, { force: true });
   }
 }

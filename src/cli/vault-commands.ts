@@ -6,7 +6,6 @@
 import { readFileSync } from "node:fs";
 import cliProgress from "cli-progress";
 import type { Command } from "commander";
-import { backupNode, checkRestoredNode } from "../recovery/node-backup.js";
 import { openBackend } from "../vault/backends/open.js";
 import { copySnapshots } from "../vault/copy.js";
 import { VaultError, VaultErrorCode } from "../vault/errors.js";
@@ -195,6 +194,8 @@ export function registerVaultCommands(program: Command): void {
       run(async (o: RepoOpts & { node: string; components?: string[]; tag: string[]; force: boolean }) => {
         const repo = await openRepo(o);
         const bar = progressBar(!o.json, "backup");
+        // Loaded on use: the chain modules cost start-up time every other command would pay.
+        const { backupNode } = await import("../recovery/node-backup.js");
         const r = await backupNode(repo, o.node, {
           tags: o.tag,
           force: o.force,
@@ -291,11 +292,14 @@ export function registerVaultCommands(program: Command): void {
         ) => {
           const repo = await openRepo(o);
           const bar = progressBar(!o.json, "verify");
+          const chainCheck = o.chain
+            ? (await import("../recovery/node-backup.js")).checkRestoredNode
+            : undefined;
           const r = await verify(repo, {
             ...(ids.length > 0 && !o.all ? { snapshots: ids } : {}),
             readData: o.readData,
             ...(o.readDataSubset !== undefined ? { readDataSubsetPercent: o.readDataSubset } : {}),
-            ...(o.chain ? { chainCheck: checkRestoredNode } : {}),
+            ...(chainCheck ? { chainCheck } : {}),
             onProgress: (d, t) => bar.update(d * 1048576, t * 1048576),
           });
           bar.stop();

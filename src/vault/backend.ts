@@ -12,6 +12,13 @@ export interface ObjectInfo {
   sizeBytes: number;
 }
 
+/** See {@link Backend.openWriter}. */
+export interface ObjectWriter {
+  write(data: Uint8Array, position: number): Promise<void>;
+  commit(): Promise<void>;
+  abort(): Promise<void>;
+}
+
 export interface Backend {
   /** Where the repository is, for messages: never holds a secret. */
   readonly location: string;
@@ -22,6 +29,12 @@ export interface Backend {
    * without first copying them into one buffer).
    */
   put(name: string, data: Uint8Array | readonly Uint8Array[]): Promise<void>;
+  /**
+   * Optional: a writer that stores an object from parts written at given positions, so a
+   * large object need not sit in memory. Nothing is visible under `name` until `commit`
+   * resolves; `abort` (or a crash) leaves nothing.
+   */
+  openWriter?(name: string): Promise<ObjectWriter>;
   /** Reads a whole object; rejects with VaultErrorCode.ObjectMissing if there is none. */
   get(name: string): Promise<Buffer>;
   /** Reads `length` bytes at `offset`; rejects with ObjectMissing, or ObjectCorrupt if the object is shorter. */

@@ -8,7 +8,7 @@ import { open as openFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { crashPoint } from "../util/crash-points.js";
 import type { ChunkIndex } from "./chunk-index.js";
-import { chunkId } from "./crypto.js";
+import { chunkId, chunkIdAsync } from "./crypto.js";
 import { VaultError, VaultErrorCode } from "./errors.js";
 import { type BufferPool, chunkBufferPool, forEachChunk } from "./file-chunks.js";
 import { RepoLock } from "./lock.js";
@@ -52,9 +52,9 @@ export interface BackupResult {
   elapsedMs: number;
 }
 
-// Chunks being compressed and sealed at once: 4 keeps both cores and the thread pool busy
-// while bounding memory to a few maximal chunks.
-const IN_FLIGHT_CHUNKS = 4;
+// Chunks being hashed, compressed and sealed at once on the thread pool: 6 keeps both cores
+// busy while the main thread chunks, and bounds memory to a few read buffers.
+const IN_FLIGHT_CHUNKS = 6;
 
 /** Backs up a source into a repository and returns the new snapshot. */
 export async function backup(
@@ -233,6 +233,7 @@ async function chunkFile(
   progress: (doneBytes: number, readBytes: number) => void,
 ): Promise<{ ids: string[]; sizeBytes: number }> {
   const { idKey } = repo.keysOf(c.dataClass);
+  const keys = await repo.bulkKeysOf(c.dataClass);
   const fh: ReadHandle = e.open
     ? await e.open()
     : await openFile(e.absPath, "r").catch((err: unknown) => {
@@ -262,14 +263,23 @@ async function chunkFile(
       pool,
       async (data, offset, release) => {
         sizeBytes = offset + data.length;
-        const id = chunkId(idKey, data);
-        ids.push(id.toString("hex"));
-        if (!index.has(id) && !writer.pending.has(id.toString("latin1")))
-          await slots.run(() => writer.add(c.dataClass, id, data).finally(release));
-        else release();
+        const k = ids.length;
+        ids.push("");
+        await slots.run(async () => {
+          try {
+            const id = await chunkIdAsync(keys, data);
+            ids[k] = id.toString("hex");
+            if (!index.has(id) && !writer.pending.has(id.toString("latin1")))
+              await writer.add(c.dataClass, id, data);
+          } finally {
+            release();
+          }
+        });
       },
       (n) => progress(n, n),
     );
+    // Every chunk's id must be known before the file's entry is complete.
+    await slots.drain();
     return { ids, sizeBytes };
   } finally {
     await fh.close();

@@ -16,6 +16,7 @@ import {
   scrypt,
   sign,
   verify,
+  webcrypto,
 } from "node:crypto";
 
 export const NONCE_BYTES = 12;
@@ -118,5 +119,59 @@ export function verifyBytes(publicKey: Uint8Array, data: Uint8Array, signature: 
     return verify(null, data, key, signature);
   } catch {
     return false;
+  }
+}
+
+/*
+ * Thread-pool variants for bulk data: WebCrypto runs HMAC and AES-GCM on libuv's thread
+ * pool, so hashing and sealing chunks uses both cores while the main thread chunks. The
+ * formats are the same as the synchronous functions above.
+ */
+const { subtle } = webcrypto;
+
+/** Keys of one data class, imported for the thread-pool functions. */
+export interface BulkKeys {
+  id: webcrypto.CryptoKey;
+  data: webcrypto.CryptoKey;
+}
+
+export async function importBulkKeys(idKey: Uint8Array, dataKey: Uint8Array): Promise<BulkKeys> {
+  const [id, data] = await Promise.all([
+    subtle.importKey("raw", idKey, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]),
+    subtle.importKey("raw", dataKey, { name: "AES-GCM" }, false, ["encrypt", "decrypt"]),
+  ]);
+  return { id, data };
+}
+
+export async function chunkIdAsync(k: BulkKeys, data: Uint8Array): Promise<Buffer> {
+  return Buffer.from(await subtle.sign("HMAC", k.id, data));
+}
+
+export async function sealAsync(k: BulkKeys, plain: Uint8Array, aad: Uint8Array): Promise<Buffer> {
+  const nonce = randomBytes(NONCE_BYTES);
+  const ct = await subtle.encrypt(
+    { name: "AES-GCM", iv: nonce, additionalData: aad, tagLength: 128 },
+    k.data,
+    plain,
+  );
+  return Buffer.concat([nonce, new Uint8Array(ct)]);
+}
+
+/** Undefined if the blob does not authenticate. */
+export async function openAsync(
+  k: BulkKeys,
+  sealed: Uint8Array,
+  aad: Uint8Array,
+): Promise<Buffer | undefined> {
+  if (sealed.length < SEAL_OVERHEAD_BYTES) return undefined;
+  try {
+    const pt = await subtle.decrypt(
+      { name: "AES-GCM", iv: sealed.subarray(0, NONCE_BYTES), additionalData: aad, tagLength: 128 },
+      k.data,
+      sealed.subarray(NONCE_BYTES),
+    );
+    return Buffer.from(pt);
+  } catch {
+    return undefined;
   }
 }

@@ -7,8 +7,8 @@
 import { type ChunkerParams, nextCut } from "./chunker.js";
 import type { ReadHandle } from "./source.js";
 
-// 8 MiB reads: large sequential I/O; a buffer holds a read plus a carried-over maximal chunk.
-const READ_BYTES = 8 * 1024 * 1024;
+// 4 MiB reads: large sequential I/O; a buffer holds a read plus a carried-over maximal chunk.
+const READ_BYTES = 4 * 1024 * 1024;
 
 /** A fixed set of equal buffers, handed out and returned; waits when all are out. */
 export class BufferPool {

@@ -7,13 +7,17 @@
 import { compress } from "@mongodb-js/zstd";
 import { crashPoint } from "../util/crash-points.js";
 import { encodeIndex, newIndexName, type PackInfo } from "./chunk-index.js";
-import { seal } from "./crypto.js";
+import { sealAsync } from "./crypto.js";
 import { FLAG_COMPRESSED, PackBuilder, packObjectName } from "./pack.js";
 import type { Repository } from "./repository.js";
 
 // Compressed output must save at least 3% or the chunk is stored raw: incompressible
 // data (signatures, hashes) then costs no decompression on restore.
 const MIN_SAVING = 0.97;
+// 64 KiB probe at zstd level 1: a chunk whose first 64 KiB do not compress is stored raw
+// without compressing the rest. Chain data is mostly signatures and hashes, so this saves
+// most of the compression work; data that compresses (state pages, logs) is unaffected.
+const PROBE_BYTES = 64 * 1024;
 // 32 packs (512 MiB): an index object is written at least this often during a long backup,
 // so a backup run again after a crash finds the chunks already stored.
 const INDEX_FLUSH_PACKS = 32;
@@ -23,6 +27,11 @@ export interface PackWriterStats {
   rawBytesAdded: number;
   storedBytesAdded: number;
   packsWritten: number;
+}
+
+async function compressible(data: Buffer): Promise<boolean> {
+  const probe = await compress(data.subarray(0, PROBE_BYTES), 1);
+  return probe.length < PROBE_BYTES * MIN_SAVING;
 }
 
 export class PackWriter {
@@ -51,17 +60,18 @@ export class PackWriter {
     const level = this.repo.config.compressionLevel;
     let body = data;
     let flags = 0;
-    if (level > 0) {
+    if (level > 0 && (data.length <= 2 * PROBE_BYTES || (await compressible(data)))) {
       const z = await compress(data, level);
       if (z.length < data.length * MIN_SAVING) {
         body = z;
         flags = FLAG_COMPRESSED;
       }
     }
-    const sealed = seal(this.repo.keysOf(dataClass).dataKey, body, id);
+    const sealed = await sealAsync(await this.repo.bulkKeysOf(dataClass), body, id);
     let pack = this.open.get(dataClass);
     if (!pack) {
-      pack = new PackBuilder(dataClass);
+      const b = this.repo.backend;
+      pack = new PackBuilder(dataClass, b.openWriter ? (name) => b.openWriter!(name) : undefined);
       this.open.set(dataClass, pack);
     }
     pack.add(id, sealed, data.length, flags);
@@ -78,9 +88,18 @@ export class PackWriter {
   private async store(pack: PackBuilder): Promise<void> {
     while (this.storing.size >= 2) await Promise.race(this.storing);
     this.throwIfFailed();
-    const { parts, sizeBytes } = pack.finish(this.repo.keysOf(pack.dataClass).dataKey);
-    const p = this.repo.backend
-      .put(packObjectName(pack.dataClass, pack.name), parts)
+    const key = this.repo.keysOf(pack.dataClass).dataKey;
+    let sizeBytes = 0;
+    const stored = pack.streaming
+      ? pack.commit(key).then((n) => {
+          sizeBytes = n;
+        })
+      : (() => {
+          const f = pack.finish(key);
+          sizeBytes = f.sizeBytes;
+          return this.repo.backend.put(packObjectName(pack.dataClass, pack.name), f.parts);
+        })();
+    const p = stored
       .then(async () => {
         this.stats.packsWritten++;
         this.unindexed.push({ name: pack.name, dataClass: pack.dataClass, sizeBytes, entries: pack.entries });

@@ -11,6 +11,7 @@
  * facts, so a pack can be checked against it and the index rebuilt from packs.
  */
 import { randomBytes } from "node:crypto";
+import type { ObjectWriter } from "./backend.js";
 import { open, seal } from "./crypto.js";
 
 export const PACK_MAGIC = Buffer.from("CVP1");
@@ -33,14 +34,37 @@ export interface PackEntry {
 export class PackBuilder {
   readonly name = randomBytes(32).toString("hex");
   private readonly parts: Buffer[] = [];
+  private readonly writes: Promise<void>[] = [];
   readonly entries: PackEntry[] = [];
   sizeBytes = 0;
 
-  constructor(readonly dataClass: string) {}
+  /**
+   * With a `writer`, blobs go to the backend as they are added (a pack never sits whole in
+   * memory) and {@link commit} finishes the object; without, {@link finish} returns the parts.
+   */
+  private readonly writer: Promise<ObjectWriter> | undefined;
+
+  constructor(
+    readonly dataClass: string,
+    openWriter?: (objectName: string) => Promise<ObjectWriter>,
+  ) {
+    this.writer = openWriter?.(packObjectName(dataClass, this.name));
+    // Observed by the first write or by commit(); must not be an unhandled rejection meanwhile.
+    this.writer?.catch(() => undefined);
+  }
+
+  get streaming(): boolean {
+    return this.writer !== undefined;
+  }
 
   add(id: Buffer, sealedBlob: Buffer, rawLength: number, flags: number): PackEntry {
     const e: PackEntry = { id, offset: this.sizeBytes, length: sealedBlob.length, rawLength, flags };
-    this.parts.push(sealedBlob);
+    if (this.writer) {
+      const w = this.writer.then((x) => x.write(sealedBlob, e.offset));
+      // Observed in commit(); a rejection here must not be unhandled meanwhile.
+      w.catch(() => undefined);
+      this.writes.push(w);
+    } else this.parts.push(sealedBlob);
     this.entries.push(e);
     this.sizeBytes += sealedBlob.length;
     return e;
@@ -65,6 +89,25 @@ export class PackBuilder {
     this.parts.length = 0;
     return { parts, sizeBytes: this.sizeBytes + sealedHeader.length + trailer.length };
   }
+
+  /** Streaming mode: writes the header and trailer after the blobs and stores the object. */
+  async commit(key: Uint8Array): Promise<number> {
+    const writer = await this.writer!;
+    const { parts, sizeBytes } = this.finish(key);
+    try {
+      await Promise.all(this.writes);
+      let pos = this.sizeBytes;
+      for (const p of parts) {
+        await writer.write(p, pos);
+        pos += p.length;
+      }
+      await writer.commit();
+    } catch (err) {
+      await writer.abort();
+      throw err;
+    }
+    return sizeBytes;
+  }
 }
 
 /** The object name of a pack. */
@@ -84,11 +127,24 @@ export function parsePackObjectName(objectName: string): { dataClass: string; na
  */
 export function parsePack(key: Uint8Array, pack: Buffer): PackEntry[] | string {
   if (pack.length < TRAILER_BYTES) return "shorter than its trailer";
-  if (!pack.subarray(pack.length - 4).equals(PACK_MAGIC)) return "trailer magic is wrong";
-  const hlen = pack.readUInt32LE(pack.length - TRAILER_BYTES);
+  const hlen = parseTrailer(pack.subarray(pack.length - TRAILER_BYTES), pack.length);
+  if (typeof hlen === "string") return hlen;
   const hstart = pack.length - TRAILER_BYTES - hlen;
-  if (hstart < 0) return "header length runs past the start";
-  const header = open(key, pack.subarray(hstart, pack.length - TRAILER_BYTES), HEADER_AAD);
+  return parseHeader(key, pack.subarray(hstart, pack.length - TRAILER_BYTES), hstart);
+}
+
+/** The sealed header's length from a pack's last 8 bytes, or why they are wrong. */
+export function parseTrailer(trailer: Buffer, packBytes: number): number | string {
+  if (trailer.length !== TRAILER_BYTES) return "shorter than its trailer";
+  if (!trailer.subarray(4).equals(PACK_MAGIC)) return "trailer magic is wrong";
+  const hlen = trailer.readUInt32LE(0);
+  if (packBytes - TRAILER_BYTES - hlen < 0) return "header length runs past the start";
+  return hlen;
+}
+
+/** Decodes a sealed header that starts at `hstart`; the blobs must fill the bytes before it. */
+export function parseHeader(key: Uint8Array, sealedHeader: Buffer, hstart: number): PackEntry[] | string {
+  const header = open(key, sealedHeader, HEADER_AAD);
   if (!header) return "header does not authenticate";
   if (header.length % HEADER_ENTRY_BYTES !== 0) return "header has a partial entry";
   const entries: PackEntry[] = [];
@@ -106,4 +162,21 @@ export function parsePack(key: Uint8Array, pack: Buffer): PackEntry[] | string {
   }
   if (offset !== hstart) return `blobs end at ${offset} but the header starts at ${hstart}`;
   return entries;
+}
+
+/** Reads and decodes a stored pack's header with two range reads. */
+export async function readPackHeader(
+  backend: { getRange(name: string, offset: number, length: number): Promise<Buffer> },
+  key: Uint8Array,
+  objectName: string,
+  packBytes: number,
+): Promise<PackEntry[] | string> {
+  if (packBytes < TRAILER_BYTES) return "shorter than its trailer";
+  const hlen = parseTrailer(
+    await backend.getRange(objectName, packBytes - TRAILER_BYTES, TRAILER_BYTES),
+    packBytes,
+  );
+  if (typeof hlen === "string") return hlen;
+  const hstart = packBytes - TRAILER_BYTES - hlen;
+  return parseHeader(key, await backend.getRange(objectName, hstart, hlen), hstart);
 }

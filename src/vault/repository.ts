@@ -17,7 +17,16 @@ import { decompress } from "@mongodb-js/zstd";
 import type { Backend } from "./backend.js";
 import { ChunkIndex, decodeIndex } from "./chunk-index.js";
 import { type ChunkerParams, DEFAULT_CHUNKER_PARAMS, gearTable } from "./chunker.js";
-import { chunkId, open, publicKeyBytes, seal, signingKeyOf } from "./crypto.js";
+import {
+  type BulkKeys,
+  chunkIdAsync,
+  importBulkKeys,
+  open,
+  openAsync,
+  publicKeyBytes,
+  seal,
+  signingKeyOf,
+} from "./crypto.js";
 import { VaultError, VaultErrorCode } from "./errors.js";
 import {
   decodeKeyFile,
@@ -159,6 +168,20 @@ export class Repository {
     );
   }
 
+  private readonly bulk = new Map<string, Promise<BulkKeys>>();
+
+  /** A class's keys imported for the thread-pool crypto of bulk data. */
+  bulkKeysOf(dataClass: string): Promise<BulkKeys> {
+    const which = dataClass === KEYS_CLASS ? KEYS_CLASS : "";
+    let k = this.bulk.get(which);
+    if (!k) {
+      const { idKey, dataKey } = this.keysOf(dataClass);
+      k = importBulkKeys(idKey, dataKey);
+      this.bulk.set(which, k);
+    }
+    return k;
+  }
+
   /** The data key and id key of a data class. */
   keysOf(dataClass: string): { dataKey: Buffer; idKey: Buffer } {
     return dataClass === KEYS_CLASS
@@ -243,8 +266,8 @@ export class Repository {
    * plaintext hashes to its id (the pair of the check made when it was written).
    */
   async decodeBlob(dataClass: string, entry: PackEntry, sealed: Buffer): Promise<Buffer | string> {
-    const { dataKey, idKey } = this.keysOf(dataClass);
-    const plain = open(dataKey, sealed, entry.id);
+    const keys = await this.bulkKeysOf(dataClass);
+    const plain = await openAsync(keys, sealed, entry.id);
     if (!plain) return "does not authenticate";
     let data = plain;
     if (entry.flags & FLAG_COMPRESSED) {
@@ -255,7 +278,7 @@ export class Repository {
       }
     }
     if (data.length !== entry.rawLength) return `has ${data.length} bytes, not ${entry.rawLength}`;
-    if (!chunkId(idKey, data).equals(entry.id)) return "does not hash to its id";
+    if (!(await chunkIdAsync(keys, data)).equals(entry.id)) return "does not hash to its id";
     return data;
   }
 

@@ -22,9 +22,18 @@ export function assertSafePath(path: string, snapshotId: string): void {
     );
 }
 
-/** Whether a symlink at `path` with `target` resolves inside the restore root. */
+/**
+ * Whether a symlink at `path` with `target` resolves inside the restore root. The check is
+ * lexical, so `..` may only lead the target: after a name it would climb from wherever that
+ * name resolves, and the name may be another symlink of the tree (with `self -> .`,
+ * `self/self/../..` normalises to `.` but leaves the root). An empty target is refused too:
+ * it cannot be created.
+ */
 export function symlinkStaysInside(path: string, target: string): boolean {
-  if (target.startsWith("/") || target.includes("\0")) return false;
+  if (target === "" || target.startsWith("/") || target.includes("\0")) return false;
+  const segments = target.split("/");
+  const firstName = segments.findIndex((s) => s !== ".." && s !== "." && s !== "");
+  if (firstName >= 0 && segments.slice(firstName).includes("..")) return false;
   const resolved = posix.normalize(posix.join(posix.dirname(path), target));
   return resolved !== ".." && !resolved.startsWith("../");
 }

@@ -8,7 +8,17 @@
  * staging tree; (2) the target is renamed aside; (3) the staging tree is renamed to the
  * target. Each is a rename within one file system, so nothing is copied and nothing lost.
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { crashPoint } from "../util/crash-points.js";
 import { fsyncDir, writeFileAtomic } from "../util/fs-atomic.js";
@@ -54,6 +64,8 @@ function runSwap(j: SwapJournal): string | undefined {
   const replaced = new Set(j.replaced);
   const hadTarget = existsSync(j.target) || existsSync(j.keptAside);
   if (existsSync(j.staging) && existsSync(j.target)) {
+    // The target directory itself is not in any snapshot: it keeps the mode it had.
+    chmodSync(j.staging, statSync(j.target).mode & 0o7777);
     carryOver(j.target, j.staging, "", replaced);
     fsyncDir(j.staging);
     crashPoint("vault.restore-swap-carried");

@@ -65,9 +65,11 @@ interface PendingFile {
 }
 
 const MARKER = ".chainvault-restore";
-// Packs fetched and decoded at once: two keep reads, decompression and writes overlapping
-// on two cores while holding at most ~2 packs (32 MiB) of data.
+// Packs worked on at once, and blobs of each read and decoded at once: enough to keep the
+// thread pool (decryption, hashing, decompression) and the disk busy on two cores, while
+// holding at most 2 × 6 chunks in memory.
 const PACKS_IN_FLIGHT = 2;
+const BLOBS_IN_FLIGHT = 6;
 
 export async function restore(
   repo: Repository,
@@ -159,42 +161,46 @@ export async function restore(
 
     await mapLimit([...byPack.values()], PACKS_IN_FLIGHT, async (g) => {
       const pack = g.loc.pack;
-      let bytes: Buffer;
-      try {
-        bytes = await repo.backend.get(packObjectName(pack.dataClass, pack.name));
-      } catch (err) {
-        if (!o.force) throw err;
-        warnings.push(`pack ${pack.name.slice(0, 16)} cannot be read: ${(err as Error).message}`);
-        return;
-      }
-      const decoded = new Map<string, Buffer | string>();
+      const objectName = packObjectName(pack.dataClass, pack.name);
+      // The destinations of each blob: one read and one decode however many files use it.
+      const byBlob = new Map<string, Dest[]>();
       for (const d of g.dests) {
-        const loc = d.loc;
-        const key = loc.entry.id.toString("latin1");
-        let data = decoded.get(key);
-        if (data === undefined) {
-          const e = loc.entry;
-          data =
-            e.offset + e.length <= bytes.length
-              ? await repo.decodeBlob(g.dataClass, e, bytes.subarray(e.offset, e.offset + e.length))
-              : "lies past the end of its pack";
-          decoded.set(key, data);
+        const k = d.loc.entry.id.toString("latin1");
+        const list = byBlob.get(k);
+        if (list) list.push(d);
+        else byBlob.set(k, [d]);
+      }
+      await mapLimit([...byBlob.values()], BLOBS_IN_FLIGHT, async (dests) => {
+        const e = dests[0]!.loc.entry;
+        let data: Buffer | string;
+        try {
+          data = await repo.decodeBlob(
+            g.dataClass,
+            e,
+            await repo.backend.getRange(objectName, e.offset, e.length),
+          );
+        } catch (err) {
+          data = (err as Error).message;
         }
         if (typeof data === "string") {
-          const msg = `chunk ${loc.entry.id.toString("hex").slice(0, 16)} of ${d.file.node.path} in pack ${pack.name.slice(0, 16)} ${data}`;
+          const paths = dests.map((d) => d.file.node.path).join(", ");
+          const msg = `chunk ${e.id.toString("hex").slice(0, 16)} of ${paths} in pack ${pack.name.slice(0, 16)}: ${data}`;
           if (!o.force)
             throw new VaultError(
-              { code: VaultErrorCode.VerifyFailed, snapshotId: snap.id, path: d.file.node.path },
+              { code: VaultErrorCode.VerifyFailed, snapshotId: snap.id, path: dests[0]!.file.node.path },
               `Cannot restore snapshot ${snap.id}: ${msg}; the target was not touched. Run \`chainvault verify --read-data\`, restore an older snapshot, or pass --force to write what can be read`,
             );
           warnings.push(`${msg}; bytes left as zeros`);
-        } else {
-          await d.file.fh!.write(data, 0, data.length, d.offset);
-          stats.fetched += data.length;
-          progress(data.length);
         }
-        if (--d.file.remaining === 0) await completeFile(d.file);
-      }
+        for (const d of dests) {
+          if (typeof data !== "string") {
+            await d.file.fh!.write(data, 0, data.length, d.offset);
+            stats.fetched += data.length;
+            progress(data.length);
+          }
+          if (--d.file.remaining === 0) await completeFile(d.file);
+        }
+      });
     });
 
     for (const { f } of nodes) {

@@ -14,10 +14,13 @@ import { join } from "node:path";
 import type { PackInfo } from "./chunk-index.js";
 import { decodeKeyFile } from "./keyfile.js";
 import { RepoLock } from "./lock.js";
-import { packObjectName, parsePack } from "./pack.js";
+import { packObjectName, readPackHeader } from "./pack.js";
 import { mapLimit, type Repository, type VerificationRecord } from "./repository.js";
 import { restore } from "./restore.js";
 import type { Manifest } from "./snapshot.js";
+
+// Blobs read and checked at once per pack: enough to keep the thread pool busy.
+const BLOBS_IN_FLIGHT = 6;
 
 export interface VerifyOptions {
   /** Snapshot ids or `latest`; all snapshots when empty. */
@@ -182,7 +185,11 @@ async function rotatingSubset(repo: Repository, packs: PackInfo[], percent: numb
   return packs.filter((_, i) => i % slices === slice);
 }
 
-/** Reads packs whole and checks every chunk; returns a problem per damaged pack. */
+/**
+ * Reads every byte of each pack and checks it: the trailer and sealed header (against the
+ * index), then each blob (authenticated, decompressed, hashed). Blobs are read one range at
+ * a time, several at once, so a pack never sits whole in memory.
+ */
 async function readPacks(
   repo: Repository,
   packs: PackInfo[],
@@ -194,14 +201,14 @@ async function readPacks(
   let done = 0;
   await mapLimit(packs, 2, async (p) => {
     const name = packObjectName(p.dataClass, p.name);
-    if (!stored.has(name)) {
+    const size = stored.get(name);
+    if (size === undefined) {
       bad.set(p.name, `pack ${name} is missing`);
       return;
     }
-    const bytes = await repo.backend.get(name);
+    const entries = await readPackHeader(repo.backend, repo.keysOf(p.dataClass).dataKey, name, size);
     counters.packsRead++;
-    counters.bytesRead += bytes.length;
-    const entries = parsePack(repo.keysOf(p.dataClass).dataKey, bytes);
+    counters.bytesRead += size - (entries instanceof Array ? entries.reduce((a, e) => a + e.length, 0) : 0);
     if (typeof entries === "string") {
       bad.set(p.name, `pack ${name}: ${entries}`);
       return;
@@ -216,13 +223,13 @@ async function readPacks(
       )
     )
       bad.set(p.name, `pack ${name}: its header disagrees with the index`);
-    const results = await Promise.all(
-      entries.map((e) => repo.decodeBlob(p.dataClass, e, bytes.subarray(e.offset, e.offset + e.length))),
-    );
-    results.forEach((r, i) => {
+    await mapLimit(entries, BLOBS_IN_FLIGHT, async (e) => {
+      const sealed = await repo.backend.getRange(name, e.offset, e.length);
+      counters.bytesRead += sealed.length;
+      const r = await repo.decodeBlob(p.dataClass, e, sealed);
       counters.chunksRead++;
       if (typeof r === "string" && !bad.has(p.name))
-        bad.set(p.name, `pack ${name}: chunk ${entries[i]!.id.toString("hex").slice(0, 16)} ${r}`);
+        bad.set(p.name, `pack ${name}: chunk ${e.id.toString("hex").slice(0, 16)} ${r}`);
     });
     onProgress?.(++done, packs.length, "packs");
   });

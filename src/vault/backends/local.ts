@@ -8,7 +8,7 @@ import { constants } from "node:fs";
 import { type FileHandle, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
 import { errorMessage } from "../../util/errors.js";
-import { assertObjectName, type Backend, type ObjectInfo } from "../backend.js";
+import { assertObjectName, type Backend, type ObjectInfo, type ObjectWriter } from "../backend.js";
 import { VaultError, VaultErrorCode } from "../errors.js";
 
 // Temporary files carry this infix; list() skips them and they are never valid object names.
@@ -112,6 +112,54 @@ export class LocalBackend implements Backend {
       if (err instanceof VaultError) throw err;
       throw this.fail("write", name, err);
     }
+  }
+
+  async openWriter(name: string): Promise<ObjectWriter> {
+    const path = this.path(name);
+    const dir = dirname(path);
+    const tmp = `${path}${TMP_INFIX}${process.pid}-${randomBytes(4).toString("hex")}`;
+    let fh: FileHandle;
+    try {
+      await this.ensureDir(dir);
+      fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+    } catch (err) {
+      throw this.fail("write", name, err);
+    }
+    const abort = async (): Promise<void> => {
+      await fh.close().catch(() => undefined);
+      await rm(tmp, { force: true }).catch(() => undefined);
+    };
+    return {
+      write: async (data, position) => {
+        try {
+          let off = 0;
+          while (off < data.length) {
+            const { bytesWritten } = await fh.write(data, off, data.length - off, position + off);
+            off += bytesWritten;
+          }
+        } catch (err) {
+          await abort();
+          throw this.fail("write", name, err);
+        }
+      },
+      commit: async () => {
+        try {
+          await fh.sync();
+          await fh.close();
+          await rename(tmp, path);
+          const dh = await open(dir, "r");
+          try {
+            await dh.sync();
+          } finally {
+            await dh.close();
+          }
+        } catch (err) {
+          await abort();
+          throw this.fail("write", name, err);
+        }
+      },
+      abort,
+    };
   }
 
   async get(name: string): Promise<Buffer> {
