@@ -39,6 +39,8 @@ export interface Backend {
   get(name: string): Promise<Buffer>;
   /** Reads `length` bytes at `offset`; rejects with ObjectMissing, or ObjectCorrupt if the object is shorter. */
   getRange(name: string, offset: number, length: number): Promise<Buffer>;
+  /** Optional: {@link getRange} into a caller's buffer; returns the part of it filled. */
+  getRangeInto?(name: string, offset: number, length: number, into: Buffer): Promise<Buffer>;
   /** The object's size, or undefined if it does not exist. */
   stat(name: string): Promise<ObjectInfo | undefined>;
   /** Every object under the folder `prefix` (such as `snapshots/`; `data/ledger` does not match `data/ledger-old/…`), in no set order. */

@@ -7,10 +7,11 @@
 import { open as openFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { crashPoint } from "../util/crash-points.js";
+import type { BufferPool } from "./buffer-pool.js";
 import type { ChunkIndex } from "./chunk-index.js";
-import { chunkId, chunkIdAsync } from "./crypto.js";
+import { chunkId } from "./crypto.js";
 import { VaultError, VaultErrorCode } from "./errors.js";
-import { type BufferPool, chunkBufferPool, forEachChunk } from "./file-chunks.js";
+import { chunkBufferPool, forEachChunk } from "./file-chunks.js";
 import { RepoLock } from "./lock.js";
 import { PackWriter } from "./pack-writer.js";
 import type { Repository } from "./repository.js";
@@ -52,9 +53,9 @@ export interface BackupResult {
   elapsedMs: number;
 }
 
-// Chunks being hashed, compressed and sealed at once on the thread pool: 6 keeps both cores
-// busy while the main thread chunks, and bounds memory to a few read buffers.
-const IN_FLIGHT_CHUNKS = 6;
+// New chunks being compressed (on the thread pool) and sealed at once: 4 keeps the second
+// core busy while the main thread chunks and hashes, and bounds memory to a few read buffers.
+const IN_FLIGHT_CHUNKS = 4;
 
 /** Backs up a source into a repository and returns the new snapshot. */
 export async function backup(
@@ -233,7 +234,6 @@ async function chunkFile(
   progress: (doneBytes: number, readBytes: number) => void,
 ): Promise<{ ids: string[]; sizeBytes: number }> {
   const { idKey } = repo.keysOf(c.dataClass);
-  const keys = await repo.bulkKeysOf(c.dataClass);
   const fh: ReadHandle = e.open
     ? await e.open()
     : await openFile(e.absPath, "r").catch((err: unknown) => {
@@ -263,18 +263,10 @@ async function chunkFile(
       pool,
       async (data, offset, release) => {
         sizeBytes = offset + data.length;
-        const k = ids.length;
-        ids.push("");
-        await slots.run(async () => {
-          try {
-            const id = await chunkIdAsync(keys, data);
-            ids[k] = id.toString("hex");
-            if (!index.has(id) && !writer.pending.has(id.toString("latin1")))
-              await writer.add(c.dataClass, id, data);
-          } finally {
-            release();
-          }
-        });
+        const id = chunkId(idKey, data);
+        ids.push(id.toString("hex"));
+        if (index.has(id) || writer.pending.has(id.toString("latin1"))) release();
+        else await slots.run(() => writer.add(c.dataClass, id, data).finally(release));
       },
       (n) => progress(n, n),
     );

@@ -16,7 +16,6 @@ import {
   scrypt,
   sign,
   verify,
-  webcrypto,
 } from "node:crypto";
 
 export const NONCE_BYTES = 12;
@@ -122,56 +121,44 @@ export function verifyBytes(publicKey: Uint8Array, data: Uint8Array, signature: 
   }
 }
 
-/*
- * Thread-pool variants for bulk data: WebCrypto runs HMAC and AES-GCM on libuv's thread
- * pool, so hashing and sealing chunks uses both cores while the main thread chunks. The
- * formats are the same as the synchronous functions above.
- */
-const { subtle } = webcrypto;
+// 64 KiB slices: OpenSSL's output for each comes from the malloc heap and is reused, where
+// a whole-chunk update gets fresh pages every time, and faulting in fresh pages costs more
+// than the cipher itself on this class of machine.
+const SLICE_BYTES = 64 * 1024;
 
-/** Keys of one data class, imported for the thread-pool functions. */
-export interface BulkKeys {
-  id: webcrypto.CryptoKey;
-  data: webcrypto.CryptoKey;
-}
-
-export async function importBulkKeys(idKey: Uint8Array, dataKey: Uint8Array): Promise<BulkKeys> {
-  const [id, data] = await Promise.all([
-    subtle.importKey("raw", idKey, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]),
-    subtle.importKey("raw", dataKey, { name: "AES-GCM" }, false, ["encrypt", "decrypt"]),
-  ]);
-  return { id, data };
-}
-
-export async function chunkIdAsync(k: BulkKeys, data: Uint8Array): Promise<Buffer> {
-  return Buffer.from(await subtle.sign("HMAC", k.id, data));
-}
-
-export async function sealAsync(k: BulkKeys, plain: Uint8Array, aad: Uint8Array): Promise<Buffer> {
+/** {@link seal} into `out` (at least `plain.length + SEAL_OVERHEAD_BYTES` long); returns the length. */
+export function sealInto(key: Uint8Array, plain: Uint8Array, aad: Uint8Array, out: Buffer): number {
   const nonce = randomBytes(NONCE_BYTES);
-  const ct = await subtle.encrypt(
-    { name: "AES-GCM", iv: nonce, additionalData: aad, tagLength: 128 },
-    k.data,
-    plain,
-  );
-  return Buffer.concat([nonce, new Uint8Array(ct)]);
+  nonce.copy(out, 0);
+  const c = createCipheriv("aes-256-gcm", key, nonce);
+  c.setAAD(aad);
+  let n = NONCE_BYTES;
+  for (let p = 0; p < plain.length; p += SLICE_BYTES)
+    n += c.update(plain.subarray(p, p + SLICE_BYTES)).copy(out, n);
+  n += c.final().copy(out, n);
+  n += c.getAuthTag().copy(out, n);
+  return n;
 }
 
-/** Undefined if the blob does not authenticate. */
-export async function openAsync(
-  k: BulkKeys,
+/** {@link open} into `out`; returns the plaintext length, or undefined if it does not authenticate. */
+export function openInto(
+  key: Uint8Array,
   sealed: Uint8Array,
   aad: Uint8Array,
-): Promise<Buffer | undefined> {
+  out: Buffer,
+): number | undefined {
   if (sealed.length < SEAL_OVERHEAD_BYTES) return undefined;
+  const d = createDecipheriv("aes-256-gcm", key, sealed.subarray(0, NONCE_BYTES));
+  d.setAAD(aad);
+  d.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
+  const end = sealed.length - TAG_BYTES;
+  let n = 0;
+  for (let p = NONCE_BYTES; p < end; p += SLICE_BYTES)
+    n += d.update(sealed.subarray(p, Math.min(end, p + SLICE_BYTES))).copy(out, n);
   try {
-    const pt = await subtle.decrypt(
-      { name: "AES-GCM", iv: sealed.subarray(0, NONCE_BYTES), additionalData: aad, tagLength: 128 },
-      k.data,
-      sealed.subarray(NONCE_BYTES),
-    );
-    return Buffer.from(pt);
+    n += d.final().copy(out, n);
   } catch {
     return undefined;
   }
+  return n;
 }

@@ -4,40 +4,13 @@
  * than chunking it (~0.6 GB/s against ~2 GB/s), so a backup must not allocate per read.
  * Each chunk handed out pins its buffer until the receiver calls `release`.
  */
+
+import { BufferPool } from "./buffer-pool.js";
 import { type ChunkerParams, nextCut } from "./chunker.js";
 import type { ReadHandle } from "./source.js";
 
 // 4 MiB reads: large sequential I/O; a buffer holds a read plus a carried-over maximal chunk.
 const READ_BYTES = 4 * 1024 * 1024;
-
-/** A fixed set of equal buffers, handed out and returned; waits when all are out. */
-export class BufferPool {
-  private readonly free: Buffer[] = [];
-  private readonly waiters: (() => void)[] = [];
-  private made = 0;
-
-  constructor(
-    readonly sizeBytes: number,
-    readonly max: number,
-  ) {}
-
-  async acquire(): Promise<Buffer> {
-    for (;;) {
-      const b = this.free.pop();
-      if (b) return b;
-      if (this.made < this.max) {
-        this.made++;
-        return Buffer.allocUnsafe(this.sizeBytes);
-      }
-      await new Promise<void>((r) => this.waiters.push(r));
-    }
-  }
-
-  release(b: Buffer): void {
-    this.free.push(b);
-    this.waiters.shift()?.();
-  }
-}
 
 /** A pool sized for {@link forEachChunk} with these chunker parameters. */
 export function chunkBufferPool(params: ChunkerParams, max: number): BufferPool {

@@ -6,8 +6,9 @@
  */
 import { compress } from "@mongodb-js/zstd";
 import { crashPoint } from "../util/crash-points.js";
+import { BufferPool } from "./buffer-pool.js";
 import { encodeIndex, newIndexName, type PackInfo } from "./chunk-index.js";
-import { sealAsync } from "./crypto.js";
+import { SEAL_OVERHEAD_BYTES, sealInto } from "./crypto.js";
 import { FLAG_COMPRESSED, PackBuilder, packObjectName } from "./pack.js";
 import type { Repository } from "./repository.js";
 
@@ -50,7 +51,12 @@ export class PackWriter {
   /** Called with each pack once it is stored and indexed. */
   onIndexed: ((p: PackInfo) => void) | undefined;
 
-  constructor(private readonly repo: Repository) {}
+  // Sealed blobs waiting for their write: 6 lets writes overlap with sealing the next ones.
+  private readonly sealPool: BufferPool;
+
+  constructor(private readonly repo: Repository) {
+    this.sealPool = new BufferPool(repo.config.chunker.maxBytes + SEAL_OVERHEAD_BYTES, 6);
+  }
 
   /** Compresses and seals a chunk; the caller bounds how many are in flight. */
   async add(dataClass: string, id: Buffer, data: Buffer): Promise<void> {
@@ -67,14 +73,15 @@ export class PackWriter {
         flags = FLAG_COMPRESSED;
       }
     }
-    const sealed = await sealAsync(await this.repo.bulkKeysOf(dataClass), body, id);
+    const out = await this.sealPool.acquire();
+    const sealed = out.subarray(0, sealInto(this.repo.keysOf(dataClass).dataKey, body, id, out));
     let pack = this.open.get(dataClass);
     if (!pack) {
       const b = this.repo.backend;
       pack = new PackBuilder(dataClass, b.openWriter ? (name) => b.openWriter!(name) : undefined);
       this.open.set(dataClass, pack);
     }
-    pack.add(id, sealed, data.length, flags);
+    void pack.add(id, sealed, data.length, flags).finally(() => this.sealPool.release(out));
     this.stats.chunksAdded++;
     this.stats.rawBytesAdded += data.length;
     this.stats.storedBytesAdded += sealed.length;

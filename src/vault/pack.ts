@@ -57,17 +57,22 @@ export class PackBuilder {
     return this.writer !== undefined;
   }
 
-  add(id: Buffer, sealedBlob: Buffer, rawLength: number, flags: number): PackEntry {
+  /**
+   * Adds a sealed blob. Streaming, it is written at once and the promise says when its bytes
+   * may be reused; otherwise a copy is kept until {@link finish}.
+   */
+  add(id: Buffer, sealedBlob: Buffer, rawLength: number, flags: number): Promise<void> {
     const e: PackEntry = { id, offset: this.sizeBytes, length: sealedBlob.length, rawLength, flags };
+    let written = Promise.resolve();
     if (this.writer) {
-      const w = this.writer.then((x) => x.write(sealedBlob, e.offset));
+      written = this.writer.then((x) => x.write(sealedBlob, e.offset));
       // Observed in commit(); a rejection here must not be unhandled meanwhile.
-      w.catch(() => undefined);
-      this.writes.push(w);
-    } else this.parts.push(sealedBlob);
+      written.catch(() => undefined);
+      this.writes.push(written);
+    } else this.parts.push(Buffer.from(sealedBlob));
     this.entries.push(e);
     this.sizeBytes += sealedBlob.length;
-    return e;
+    return written.catch(() => undefined);
   }
 
   /** The pack's bytes, as parts to write in order: blobs, sealed header and trailer. */

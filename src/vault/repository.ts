@@ -17,16 +17,7 @@ import { decompress } from "@mongodb-js/zstd";
 import type { Backend } from "./backend.js";
 import { ChunkIndex, decodeIndex } from "./chunk-index.js";
 import { type ChunkerParams, DEFAULT_CHUNKER_PARAMS, gearTable } from "./chunker.js";
-import {
-  type BulkKeys,
-  chunkIdAsync,
-  importBulkKeys,
-  open,
-  openAsync,
-  publicKeyBytes,
-  seal,
-  signingKeyOf,
-} from "./crypto.js";
+import { chunkId, open, openInto, publicKeyBytes, seal, signingKeyOf } from "./crypto.js";
 import { VaultError, VaultErrorCode } from "./errors.js";
 import {
   decodeKeyFile,
@@ -168,20 +159,6 @@ export class Repository {
     );
   }
 
-  private readonly bulk = new Map<string, Promise<BulkKeys>>();
-
-  /** A class's keys imported for the thread-pool crypto of bulk data. */
-  bulkKeysOf(dataClass: string): Promise<BulkKeys> {
-    const which = dataClass === KEYS_CLASS ? KEYS_CLASS : "";
-    let k = this.bulk.get(which);
-    if (!k) {
-      const { idKey, dataKey } = this.keysOf(dataClass);
-      k = importBulkKeys(idKey, dataKey);
-      this.bulk.set(which, k);
-    }
-    return k;
-  }
-
   /** The data key and id key of a data class. */
   keysOf(dataClass: string): { dataKey: Buffer; idKey: Buffer } {
     return dataClass === KEYS_CLASS
@@ -265,20 +242,26 @@ export class Repository {
    * Turns a stored blob back into its chunk: authenticate, decompress, and check that the
    * plaintext hashes to its id (the pair of the check made when it was written).
    */
-  async decodeBlob(dataClass: string, entry: PackEntry, sealed: Buffer): Promise<Buffer | string> {
-    const keys = await this.bulkKeysOf(dataClass);
-    const plain = await openAsync(keys, sealed, entry.id);
-    if (!plain) return "does not authenticate";
-    let data = plain;
+  async decodeBlob(
+    dataClass: string,
+    entry: PackEntry,
+    sealed: Buffer,
+    out?: Buffer,
+  ): Promise<Buffer | string> {
+    const { dataKey, idKey } = this.keysOf(dataClass);
+    const into = out ?? Buffer.allocUnsafe(sealed.length);
+    const n = openInto(dataKey, sealed, entry.id, into);
+    if (n === undefined) return "does not authenticate";
+    let data = into.subarray(0, n);
     if (entry.flags & FLAG_COMPRESSED) {
       try {
-        data = await decompress(plain);
+        data = await decompress(data);
       } catch {
         return "does not decompress";
       }
     }
     if (data.length !== entry.rawLength) return `has ${data.length} bytes, not ${entry.rawLength}`;
-    if (!(await chunkIdAsync(keys, data)).equals(entry.id)) return "does not hash to its id";
+    if (!chunkId(idKey, data).equals(entry.id)) return "does not hash to its id";
     return data;
   }
 

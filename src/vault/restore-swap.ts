@@ -22,6 +22,7 @@ import {
 import { basename, dirname, join } from "node:path";
 import { crashPoint } from "../util/crash-points.js";
 import { fsyncDir, writeFileAtomic } from "../util/fs-atomic.js";
+import { isAlive } from "../util/process.js";
 
 interface SwapJournal {
   version: 1;
@@ -54,10 +55,32 @@ export function swapIntoPlace(
 /** Finishes a swap that a killed restore started; returns where the old data went, if it did. */
 export function finishPendingSwap(target: string): { keptAside?: string } | undefined {
   const path = journalPathOf(target);
+  removeDeadJournalTemporaries(path);
   if (!existsSync(path)) return undefined;
   const j = JSON.parse(readFileSync(path, "utf8")) as SwapJournal;
   const kept = runSwap(j);
   return kept ? { keptAside: kept } : {};
+}
+
+/**
+ * Removes the temporary files (`<journal>.tmp-<pid>`, see writeFileAtomic) of restores
+ * killed while writing their journal: nothing else would, and they sit beside the target.
+ */
+function removeDeadJournalTemporaries(journal: string): void {
+  const prefix = `${basename(journal)}.tmp-`;
+  let names: string[];
+  try {
+    names = readdirSync(dirname(journal));
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    if (!n.startsWith(prefix)) continue;
+    const pid = Number(n.slice(prefix.length));
+    // A live writer's temporary is its own business.
+    if (Number.isSafeInteger(pid) && isAlive(pid)) continue;
+    rmSync(join(dirname(journal), n), { force: true });
+  }
 }
 
 function runSwap(j: SwapJournal): string | undefined {

@@ -12,6 +12,7 @@ import { chmod, lstat, mkdir, open as openFile, rename, stat, symlink, utimes } 
 import { dirname, join } from "node:path";
 import { crashPoint } from "../util/crash-points.js";
 import { fsyncDir } from "../util/fs-atomic.js";
+import { BlobReader } from "./blob-reader.js";
 import type { ChunkIndex, ChunkLocation } from "./chunk-index.js";
 import { chunkId } from "./crypto.js";
 import { VaultError, VaultErrorCode } from "./errors.js";
@@ -69,7 +70,7 @@ const MARKER = ".chainvault-restore";
 // thread pool (decryption, hashing, decompression) and the disk busy on two cores, while
 // holding at most 2 × 6 chunks in memory.
 const PACKS_IN_FLIGHT = 2;
-const BLOBS_IN_FLIGHT = 6;
+const BLOBS_IN_FLIGHT = 3;
 
 export async function restore(
   repo: Repository,
@@ -159,9 +160,9 @@ export async function restore(
       if (pf.remaining === 0) await completeFile(pf);
     }
 
+    const blobs = new BlobReader(repo, PACKS_IN_FLIGHT * BLOBS_IN_FLIGHT);
     await mapLimit([...byPack.values()], PACKS_IN_FLIGHT, async (g) => {
       const pack = g.loc.pack;
-      const objectName = packObjectName(pack.dataClass, pack.name);
       // The destinations of each blob: one read and one decode however many files use it.
       const byBlob = new Map<string, Dest[]>();
       for (const d of g.dests) {
@@ -172,34 +173,26 @@ export async function restore(
       }
       await mapLimit([...byBlob.values()], BLOBS_IN_FLIGHT, async (dests) => {
         const e = dests[0]!.loc.entry;
-        let data: Buffer | string;
-        try {
-          data = await repo.decodeBlob(
-            g.dataClass,
-            e,
-            await repo.backend.getRange(objectName, e.offset, e.length),
-          );
-        } catch (err) {
-          data = (err as Error).message;
-        }
-        if (typeof data === "string") {
-          const paths = dests.map((d) => d.file.node.path).join(", ");
-          const msg = `chunk ${e.id.toString("hex").slice(0, 16)} of ${paths} in pack ${pack.name.slice(0, 16)}: ${data}`;
-          if (!o.force)
-            throw new VaultError(
-              { code: VaultErrorCode.VerifyFailed, snapshotId: snap.id, path: dests[0]!.file.node.path },
-              `Cannot restore snapshot ${snap.id}: ${msg}; the target was not touched. Run \`chainvault verify --read-data\`, restore an older snapshot, or pass --force to write what can be read`,
-            );
-          warnings.push(`${msg}; bytes left as zeros`);
-        }
-        for (const d of dests) {
-          if (typeof data !== "string") {
-            await d.file.fh!.write(data, 0, data.length, d.offset);
-            stats.fetched += data.length;
-            progress(data.length);
+        await blobs.with(g.dataClass, pack, e, async (data) => {
+          if (typeof data === "string") {
+            const paths = dests.map((d) => d.file.node.path).join(", ");
+            const msg = `chunk ${e.id.toString("hex").slice(0, 16)} of ${paths} in pack ${pack.name.slice(0, 16)}: ${data}`;
+            if (!o.force)
+              throw new VaultError(
+                { code: VaultErrorCode.VerifyFailed, snapshotId: snap.id, path: dests[0]!.file.node.path },
+                `Cannot restore snapshot ${snap.id}: ${msg}; the target was not touched. Run \`chainvault verify --read-data\`, restore an older snapshot, or pass --force to write what can be read`,
+              );
+            warnings.push(`${msg}; bytes left as zeros`);
           }
-          if (--d.file.remaining === 0) await completeFile(d.file);
-        }
+          for (const d of dests) {
+            if (typeof data !== "string") {
+              await d.file.fh!.write(data, 0, data.length, d.offset);
+              stats.fetched += data.length;
+              progress(data.length);
+            }
+            if (--d.file.remaining === 0) await completeFile(d.file);
+          }
+        });
       });
     });
 

@@ -11,6 +11,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { BlobReader } from "./blob-reader.js";
 import type { PackInfo } from "./chunk-index.js";
 import { decodeKeyFile } from "./keyfile.js";
 import { RepoLock } from "./lock.js";
@@ -19,8 +20,9 @@ import { mapLimit, type Repository, type VerificationRecord } from "./repository
 import { restore } from "./restore.js";
 import type { Manifest } from "./snapshot.js";
 
-// Blobs read and checked at once per pack: enough to keep the thread pool busy.
-const BLOBS_IN_FLIGHT = 6;
+// Blobs read and checked at once per pack, two packs at once: reads and decompression on
+// the thread pool overlap the main thread's decryption and hashing.
+const BLOBS_IN_FLIGHT = 3;
 
 export interface VerifyOptions {
   /** Snapshot ids or `latest`; all snapshots when empty. */
@@ -199,6 +201,7 @@ async function readPacks(
 ): Promise<Map<string, string>> {
   const bad = new Map<string, string>();
   let done = 0;
+  const blobs = new BlobReader(repo, 2 * BLOBS_IN_FLIGHT);
   await mapLimit(packs, 2, async (p) => {
     const name = packObjectName(p.dataClass, p.name);
     const size = stored.get(name);

@@ -176,9 +176,15 @@ export class LocalBackend implements Backend {
     }
   }
 
-  async getRange(name: string, offset: number, length: number): Promise<Buffer> {
+  getRange(name: string, offset: number, length: number): Promise<Buffer> {
+    return this.getRangeInto(name, offset, length, Buffer.allocUnsafe(length));
+  }
+
+  async getRangeInto(name: string, offset: number, length: number, into: Buffer): Promise<Buffer> {
     if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0)
       throw new RangeError(`Invalid range ${offset}+${length} of ${name}`);
+    if (into.length < length)
+      throw new RangeError(`A ${into.length}-byte buffer cannot hold ${length} bytes of ${name}`);
     const path = this.path(name);
     let fh: Awaited<ReturnType<typeof open>>;
     try {
@@ -187,7 +193,7 @@ export class LocalBackend implements Backend {
       throw this.readError(name, err);
     }
     try {
-      const buf = Buffer.allocUnsafe(length);
+      const buf = into.subarray(0, length);
       let got = 0;
       while (got < length) {
         const { bytesRead } = await fh.read(buf, got, length - got, offset + got);

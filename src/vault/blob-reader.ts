@@ -1,0 +1,54 @@
+/**
+ * Reads chunks back from packs: one range read per blob into a reused buffer, then
+ * authenticated, decompressed and hashed against its id into another (see buffer-pool.ts
+ * for why bulk paths never allocate per chunk).
+ */
+import { BufferPool } from "./buffer-pool.js";
+import type { PackInfo } from "./chunk-index.js";
+import { SEAL_OVERHEAD_BYTES } from "./crypto.js";
+import { type PackEntry, packObjectName } from "./pack.js";
+import type { Repository } from "./repository.js";
+
+export class BlobReader {
+  private readonly sealedPool: BufferPool;
+  private readonly plainPool: BufferPool;
+
+  /** `concurrency`: how many blobs may be in use at once (each holds two buffers). */
+  constructor(
+    private readonly repo: Repository,
+    concurrency: number,
+  ) {
+    const size = repo.config.chunker.maxBytes + SEAL_OVERHEAD_BYTES;
+    this.sealedPool = new BufferPool(size, concurrency);
+    this.plainPool = new BufferPool(size, concurrency);
+  }
+
+  /**
+   * Runs `use` with the blob's chunk, or the reason it is damaged (a read error included).
+   * The chunk's bytes are valid only until `use` settles.
+   */
+  async with<T>(
+    dataClass: string,
+    pack: PackInfo,
+    e: PackEntry,
+    use: (data: Buffer | string) => Promise<T>,
+  ): Promise<T> {
+    return this.sealedPool.with((sb) =>
+      this.plainPool.with(async (pb) => {
+        const name = packObjectName(pack.dataClass, pack.name);
+        let data: Buffer | string;
+        try {
+          const b = this.repo.backend;
+          const sealed =
+            b.getRangeInto && e.length <= sb.length
+              ? await b.getRangeInto(name, e.offset, e.length, sb)
+              : await b.getRange(name, e.offset, e.length);
+          data = await this.repo.decodeBlob(dataClass, e, sealed, e.length <= pb.length ? pb : undefined);
+        } catch (err) {
+          data = (err as Error).message;
+        }
+        return use(data);
+      }),
+    );
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * A fixed set of equal buffers, handed out and returned, waiting when all are out. Bulk
+ * paths reuse their buffers: on this class of machine faulting in fresh pages costs more
+ * than hashing or encrypting them (~0.2–0.6 GB/s against 1–2 GB/s), so a backup or a
+ * restore must not allocate per chunk. Buffers are made on first need; only the pages a
+ * buffer's contents touched count towards memory.
+ */
+export class BufferPool {
+  private readonly free: Buffer[] = [];
+  private readonly waiters: (() => void)[] = [];
+  private made = 0;
+
+  constructor(
+    readonly sizeBytes: number,
+    readonly max: number,
+  ) {}
+
+  async acquire(): Promise<Buffer> {
+    for (;;) {
+      const b = this.free.pop();
+      if (b) return b;
+      if (this.made < this.max) {
+        this.made++;
+        return Buffer.allocUnsafeSlow(this.sizeBytes);
+      }
+      await new Promise<void>((r) => this.waiters.push(r));
+    }
+  }
+
+  release(b: Buffer): void {
+    this.free.push(b);
+    this.waiters.shift()?.();
+  }
+
+  /** Runs `fn` with a buffer from the pool and returns it afterwards. */
+  async with<T>(fn: (b: Buffer) => Promise<T>): Promise<T> {
+    const b = await this.acquire();
+    try {
+      return await fn(b);
+    } finally {
+      this.release(b);
+    }
+  }
+}
