@@ -4,6 +4,7 @@
  * for people (tables, a progress bar on a terminal) or as JSON with `--json`.
  */
 import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import cliProgress from "cli-progress";
 import type { Command } from "commander";
 import { openBackend } from "../vault/backends/open.js";
@@ -12,7 +13,6 @@ import { VaultError, VaultErrorCode } from "../vault/errors.js";
 import { forget, type RetentionPolicy } from "../vault/forget.js";
 import { prune } from "../vault/prune.js";
 import { Repository } from "../vault/repository.js";
-import { restore } from "../vault/restore.js";
 import { verify } from "../vault/verify.js";
 import { int, run } from "./command-kit.js";
 import { ExitCode } from "./exit-codes.js";
@@ -337,7 +337,10 @@ export function registerVaultCommands(program: Command): void {
         ) => {
           const repo = await openRepo(o);
           const bar = progressBar(!o.json, "restore");
-          const r = await restore(repo, id, o.target, {
+          // Resolved: a trailing slash (as shells complete it) would put the staging and
+          // kept-aside directories, named `<target>.…`, inside the target.
+          const { restoreNode } = await import("../recovery/node-backup.js");
+          const r = await restoreNode(repo, id, resolve(o.target), {
             delta: o.delta,
             force: o.force,
             ...(o.components ? { components: o.components } : {}),

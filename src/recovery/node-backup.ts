@@ -7,9 +7,12 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { nodeBackupSource } from "../adapters/node-backup-source.js";
 import { Genesis } from "../chain/genesis.js";
+import { Watermark } from "../chain/watermark.js";
 import { validateNodeData } from "../ledger/validate.js";
+import { writeFileAtomic } from "../util/fs-atomic.js";
 import { type BackupOptions, type BackupResult, backup } from "../vault/backup.js";
 import type { Repository } from "../vault/repository.js";
+import { type RestoreOptions, type RestoreResult, restore } from "../vault/restore.js";
 import type { Manifest } from "../vault/snapshot.js";
 
 export interface NodeBackupOptions extends BackupOptions {
@@ -79,4 +82,35 @@ export async function checkRestoredNode(dir: string, m: Manifest): Promise<{ ok:
   if (r.stateDbMatches === false)
     return { ok: false, detail: "the restored state database does not match the replayed ledger" };
   return { ok: true, detail: `valid chain to height ${r.validHeight}, anchor ${a.height} matches` };
+}
+
+/**
+ * Restores a snapshot into a node's data directory without ever lowering its signing
+ * watermark: a validator's `keys/watermark.json` from the backup is older than the one on
+ * disk if the validator signed after the backup, and signing again at those heights would
+ * be double signing. The higher of the two is kept.
+ */
+export async function restoreNode(
+  repo: Repository,
+  ref: string,
+  target: string,
+  o: RestoreOptions = {},
+): Promise<RestoreResult & { watermarkKept?: number }> {
+  const wmPath = join(target, "keys", "watermark.json");
+  let before = 0;
+  try {
+    before = Watermark.read(wmPath).height;
+  } catch {
+    // A damaged watermark on disk vouches for nothing; the restored one stands.
+  }
+  const r = await restore(repo, ref, target, o);
+  const after = existsSync(wmPath) ? Watermark.read(wmPath).height : 0;
+  if (before > after && existsSync(join(target, "keys"))) {
+    writeFileAtomic(wmPath, `${JSON.stringify({ height: before, updatedAtMs: Date.now() })}\n`, 0o600);
+    r.warnings.push(
+      `kept the signing watermark at height ${before}: the snapshot's (${after}) is older, and signing below it could double-sign`,
+    );
+    return { ...r, watermarkKept: before };
+  }
+  return r;
 }

@@ -133,7 +133,7 @@ export async function prune(repo: Repository, o: PruneOptions = {}): Promise<Pru
           b = new PackBuilder(p.dataClass);
           builders.set(p.dataClass, b);
         }
-        b.add(e.id, Buffer.from(bytes.subarray(e.offset, e.offset + e.length)), e.rawLength, e.flags);
+        await b.add(e.id, Buffer.from(bytes.subarray(e.offset, e.offset + e.length)), e.rawLength, e.flags);
         if (b.sizeBytes >= repo.config.packTargetBytes) {
           builders.delete(p.dataClass);
           await flushBuilder(b);

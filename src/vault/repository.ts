@@ -28,6 +28,7 @@ import {
   unwrapMasterKey,
   wrapMasterKey,
 } from "./keyfile.js";
+import { RepoLock } from "./lock.js";
 import { FLAG_COMPRESSED, type PackEntry } from "./pack.js";
 import { decodeSnapshot, encodeSnapshot, type Manifest } from "./snapshot.js";
 
@@ -143,6 +144,11 @@ export class Repository {
         );
       return new Repository(backend, JSON.parse(plain.toString("utf8")) as RepoConfig, master, kf.id);
     }
+    if (keyObjects.length === 0)
+      throw new VaultError(
+        { code: VaultErrorCode.ObjectCorrupt, location: backend.location },
+        `Cannot open repository ${backend.location}: it has no key files; restore the keys/ folder from a copy of the repository`,
+      );
     if (damaged.length > 0 && damaged.length === keyObjects.length)
       throw new VaultError(
         { code: VaultErrorCode.ObjectCorrupt, damaged, location: backend.location },
@@ -282,7 +288,26 @@ export class Repository {
 
   /** Removes a key file; refuses to remove the last one or the one in use. */
   async removeKey(id: string): Promise<void> {
+    const lock = await RepoLock.acquire(this.backend, { exclusive: true, op: "key remove" });
+    try {
+      await this.removeKeyLocked(id);
+    } finally {
+      await lock.release();
+    }
+  }
+
+  private async removeKeyLocked(id: string): Promise<void> {
     const keys = await this.backend.list("keys/");
+    if (!keys.some((k) => k.name === `keys/${this.keyId}`))
+      throw new VaultError(
+        { code: VaultErrorCode.BadInput, id },
+        `Cannot remove key ${id}: the key this command opened the repository with is gone (removed by another process); open the repository again`,
+      );
+    if (keys.length <= 1)
+      throw new VaultError(
+        { code: VaultErrorCode.BadInput, id },
+        `Cannot remove key ${id}: it is the repository's last key; add another first`,
+      );
     if (!keys.some((k) => k.name === `keys/${id}`))
       throw new VaultError(
         { code: VaultErrorCode.BadInput, id },
@@ -324,18 +349,28 @@ export class Repository {
   }
 }
 
-/** Runs `fn` over `items` with at most `limit` in flight. */
+/**
+ * Runs `fn` over `items` with at most `limit` in flight. After a failure no new item starts,
+ * and the first error is thrown only once every item in flight has settled: nothing keeps
+ * working after the caller has moved on (released a lock, retried).
+ */
 export async function mapLimit<T>(
   items: readonly T[],
   limit: number,
   fn: (item: T, i: number) => Promise<void>,
 ): Promise<void> {
   let next = 0;
+  let failure: { err: unknown } | undefined;
   const worker = async (): Promise<void> => {
-    while (next < items.length) {
+    while (!failure && next < items.length) {
       const i = next++;
-      await fn(items[i]!, i);
+      try {
+        await fn(items[i]!, i);
+      } catch (err) {
+        failure ??= { err };
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure) throw failure.err;
 }

@@ -19,10 +19,11 @@ import {
   rmSync,
   statSync,
 } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { crashPoint } from "../util/crash-points.js";
 import { fsyncDir, writeFileAtomic } from "../util/fs-atomic.js";
 import { isAlive } from "../util/process.js";
+import { VaultError, VaultErrorCode } from "./errors.js";
 
 interface SwapJournal {
   version: 1;
@@ -46,6 +47,14 @@ export function swapIntoPlace(
 ): string | undefined {
   const stamp = now.toISOString().replace(/[:.]/g, "-");
   const keptAside = `${target}.pre-restore-${stamp}`;
+  // A target given with a trailing slash names its siblings inside it: no rename could then
+  // finish, and a journal written now would make every later restore of it fail.
+  for (const p of [staging, keptAside])
+    if (isInside(target, p))
+      throw new VaultError(
+        { code: VaultErrorCode.TargetConflict, target, path: p },
+        `Cannot restore into ${target}: ${p} would lie inside it; give the target directory without a trailing slash`,
+      );
   const j: SwapJournal = { version: 1, target, staging, keptAside, replaced: [...replaced] };
   writeFileAtomic(journalPathOf(target), JSON.stringify(j));
   crashPoint("vault.restore-swap-journaled");
@@ -103,6 +112,11 @@ function runSwap(j: SwapJournal): string | undefined {
   rmSync(journalPathOf(j.target), { force: true });
   fsyncDir(dirname(j.target));
   return hadTarget && existsSync(j.keptAside) ? j.keptAside : undefined;
+}
+
+function isInside(dir: string, p: string): boolean {
+  const r = relative(resolve(dir), resolve(p));
+  return r === "" || (!isAbsolute(r) && r.split(sep)[0] !== "..");
 }
 
 /**

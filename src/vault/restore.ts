@@ -9,7 +9,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { chmod, lstat, mkdir, open as openFile, rename, stat, symlink, utimes } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { crashPoint } from "../util/crash-points.js";
 import { fsyncDir } from "../util/fs-atomic.js";
 import { BlobReader } from "./blob-reader.js";
@@ -75,15 +75,18 @@ const BLOBS_IN_FLIGHT = 3;
 export async function restore(
   repo: Repository,
   ref: string,
-  target: string,
+  targetDir: string,
   o: RestoreOptions = {},
 ): Promise<RestoreResult> {
   const t0 = Date.now();
+  // Resolved: with a trailing slash, `<target>.restore-…` would name a folder inside it.
+  const target = resolve(targetDir);
   const lock = await RepoLock.acquire(repo.backend, {
     exclusive: false,
     op: "restore",
     waitMs: o.lockWaitMs ?? 0,
   });
+  const files: PendingFile[] = [];
   try {
     const finished = finishPendingSwap(target);
     const snap = await repo.resolveSnapshot(ref);
@@ -117,7 +120,6 @@ export async function restore(
     for (const { f } of nodes)
       if (f.type === "dir") await mkdir(join(staging, f.path), { recursive: true, mode: 0o700 });
     const byPack = new Map<string, { loc: ChunkLocation; dataClass: string; dests: Dest[] }>();
-    const files: PendingFile[] = [];
     for (const { f, dataClass } of nodes) {
       if (f.type !== "file") continue;
       const staged = join(staging, f.path);
@@ -203,7 +205,10 @@ export async function restore(
         warnings.push(`symlink ${f.path} -> ${f.target} points outside the target and was not created`);
         continue;
       }
-      if (!(await lstat(at).catch(() => undefined))) await symlink(f.target ?? "", at);
+      if (!(await lstat(at).catch(() => undefined))) {
+        await mkdir(dirname(at), { recursive: true, mode: 0o700 });
+        await symlink(f.target ?? "", at);
+      }
     }
     for (const { f } of [...nodes].reverse())
       if (f.type === "dir") {
@@ -236,6 +241,8 @@ export async function restore(
       elapsedMs: Date.now() - t0,
     };
   } finally {
+    // A refused restore leaves no handle open on its staging tree.
+    for (const pf of files) await pf.fh?.close().catch(() => undefined);
     await lock.release();
   }
 }

@@ -3,7 +3,7 @@
  * The repository knows nothing of what the files mean; a node adapter builds the source
  * (which directories hold the ledger, which files only grow) and reports the anchor.
  */
-import { lstat, readdir, readlink } from "node:fs/promises";
+import { lstat, readdir, readlink, stat } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { VaultError, VaultErrorCode } from "./errors.js";
 
@@ -56,11 +56,13 @@ export interface ReadHandle {
 export async function walkComponent(c: SourceComponent): Promise<SourceEntry[]> {
   if (c.entries) return c.entries;
   const out: SourceEntry[] = [];
-  const visit = async (rel: string): Promise<void> => {
+  const visit = async (rel: string, root: boolean): Promise<void> => {
     const abs = join(c.rootDir, ...rel.split("/"));
     let st: Awaited<ReturnType<typeof lstat>>;
     try {
-      st = await lstat(abs);
+      // An included path itself is followed if it is a symlink (a ledger directory on
+      // another volume); below it, symlinks are stored as links.
+      st = root ? await stat(abs) : await lstat(abs);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
       throw new VaultError(
@@ -75,7 +77,7 @@ export async function walkComponent(c: SourceComponent): Promise<SourceEntry[]> 
       out.push({ ...base, type: "file", sizeBytes: st.size });
     } else if (st.isDirectory()) {
       out.push({ ...base, type: "dir", sizeBytes: 0 });
-      for (const name of (await readdir(abs)).sort()) await visit(posix.join(rel, name));
+      for (const name of (await readdir(abs)).sort()) await visit(posix.join(rel, name), false);
     }
     // Sockets, FIFOs and devices are not data: skipped.
   };
@@ -84,7 +86,7 @@ export async function walkComponent(c: SourceComponent): Promise<SourceEntry[]> 
       throw new TypeError(
         `Component ${c.name} includes ${inc}: paths must be relative and stay under the root`,
       );
-    await visit(inc);
+    await visit(inc, true);
   }
   return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }

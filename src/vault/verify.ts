@@ -211,7 +211,7 @@ async function readPacks(
     }
     const entries = await readPackHeader(repo.backend, repo.keysOf(p.dataClass).dataKey, name, size);
     counters.packsRead++;
-    counters.bytesRead += size - (entries instanceof Array ? entries.reduce((a, e) => a + e.length, 0) : 0);
+    counters.bytesRead += size - (Array.isArray(entries) ? entries.reduce((a, e) => a + e.length, 0) : 0);
     if (typeof entries === "string") {
       bad.set(p.name, `pack ${name}: ${entries}`);
       return;
@@ -226,14 +226,14 @@ async function readPacks(
       )
     )
       bad.set(p.name, `pack ${name}: its header disagrees with the index`);
-    await mapLimit(entries, BLOBS_IN_FLIGHT, async (e) => {
-      const sealed = await repo.backend.getRange(name, e.offset, e.length);
-      counters.bytesRead += sealed.length;
-      const r = await repo.decodeBlob(p.dataClass, e, sealed);
-      counters.chunksRead++;
-      if (typeof r === "string" && !bad.has(p.name))
-        bad.set(p.name, `pack ${name}: chunk ${e.id.toString("hex").slice(0, 16)} ${r}`);
-    });
+    await mapLimit(entries, BLOBS_IN_FLIGHT, (e) =>
+      blobs.with(p.dataClass, p, e, async (r) => {
+        counters.bytesRead += e.length;
+        counters.chunksRead++;
+        if (typeof r === "string" && !bad.has(p.name))
+          bad.set(p.name, `pack ${name}: chunk ${e.id.toString("hex").slice(0, 16)} ${r}`);
+      }),
+    );
     onProgress?.(++done, packs.length, "packs");
   });
   return bad;
