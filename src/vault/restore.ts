@@ -87,6 +87,7 @@ export async function restore(
     waitMs: o.lockWaitMs ?? 0,
   });
   const files: PendingFile[] = [];
+  const cleanup: (() => Promise<void>)[] = [];
   try {
     const finished = finishPendingSwap(target);
     const snap = await repo.resolveSnapshot(ref);
@@ -163,6 +164,7 @@ export async function restore(
     }
 
     const blobs = new BlobReader(repo, PACKS_IN_FLIGHT * BLOBS_IN_FLIGHT);
+    cleanup.push(() => blobs.close());
     await mapLimit([...byPack.values()], PACKS_IN_FLIGHT, async (g) => {
       const pack = g.loc.pack;
       // The destinations of each blob: one read and one decode however many files use it.
@@ -243,6 +245,7 @@ export async function restore(
   } finally {
     // A refused restore leaves no handle open on its staging tree.
     for (const pf of files) await pf.fh?.close().catch(() => undefined);
+    for (const f of cleanup) await f();
     await lock.release();
   }
 }

@@ -202,6 +202,25 @@ async function readPacks(
   const bad = new Map<string, string>();
   let done = 0;
   const blobs = new BlobReader(repo, 2 * BLOBS_IN_FLIGHT);
+  try {
+    await readEach(repo, blobs, packs, stored, counters, bad, () =>
+      onProgress?.(++done, packs.length, "packs"),
+    );
+  } finally {
+    await blobs.close();
+  }
+  return bad;
+}
+
+async function readEach(
+  repo: Repository,
+  blobs: BlobReader,
+  packs: PackInfo[],
+  stored: Map<string, number>,
+  counters: { packsRead: number; chunksRead: number; bytesRead: number },
+  bad: Map<string, string>,
+  packDone: () => void,
+): Promise<void> {
   await mapLimit(packs, 2, async (p) => {
     const name = packObjectName(p.dataClass, p.name);
     const size = stored.get(name);
@@ -234,7 +253,6 @@ async function readPacks(
           bad.set(p.name, `pack ${name}: chunk ${e.id.toString("hex").slice(0, 16)} ${r}`);
       }),
     );
-    onProgress?.(++done, packs.length, "packs");
+    packDone();
   });
-  return bad;
 }

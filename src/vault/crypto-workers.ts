@@ -1,0 +1,236 @@
+/**
+ * Chunk hashing, sealing and opening on worker threads, so a backup or a restore uses every
+ * core: the main thread reads, cuts and writes; the workers hash (HMAC-SHA256), compress
+ * (zstd), encrypt and decrypt (AES-256-GCM). Chunk bytes never get copied between threads:
+ * jobs name ranges of SharedArrayBuffers from the callers' buffer pools.
+ *
+ * The worker is plain JavaScript evaluated from source, so it runs the same from the build
+ * and from the TypeScript sources; its sealing and opening follow crypto.ts byte for byte
+ * (test/unit/vault-crypto-workers.test.ts checks each opens what the other seals).
+ */
+import { createRequire } from "node:module";
+import { availableParallelism } from "node:os";
+import { Worker } from "node:worker_threads";
+
+/** A class's keys as the workers need them. */
+export interface ClassKeys {
+  dataKey: Uint8Array;
+  idKey: Uint8Array;
+}
+
+type Job =
+  | { t: "hash"; cls: string; buf: SharedArrayBuffer; off: number; len: number }
+  | {
+      t: "seal";
+      cls: string;
+      id: Uint8Array;
+      buf: SharedArrayBuffer;
+      off: number;
+      len: number;
+      out: SharedArrayBuffer;
+      level: number;
+    }
+  | {
+      t: "open";
+      cls: string;
+      id: Uint8Array;
+      flags: number;
+      rawLength: number;
+      buf: SharedArrayBuffer;
+      off: number;
+      len: number;
+      out: SharedArrayBuffer;
+    };
+
+interface Reply {
+  j: number;
+  err?: string;
+  id?: Uint8Array;
+  len?: number;
+  flags?: number;
+}
+
+/** A shared view's backing store and range, for a job. */
+function rangeOf(b: Buffer): { buf: SharedArrayBuffer; off: number; len: number } {
+  if (!(b.buffer instanceof SharedArrayBuffer))
+    throw new TypeError(
+      "Crypto worker jobs need buffers backed by a SharedArrayBuffer (BufferPool with shared: true)",
+    );
+  return { buf: b.buffer, off: b.byteOffset, len: b.length };
+}
+
+export class CryptoWorkers {
+  private readonly workers: Worker[] = [];
+  private readonly busy: number[] = [];
+  private readonly waiting = new Map<
+    number,
+    { resolve: (r: Reply) => void; reject: (e: Error) => void; w: number }
+  >();
+  private nextJob = 0;
+  private failure: Error | undefined;
+
+  constructor(keys: Record<string, ClassKeys>, threads = Math.max(1, Math.min(4, availableParallelism()))) {
+    const zstdPath = createRequire(import.meta.url).resolve("@mongodb-js/zstd");
+    for (let i = 0; i < threads; i++) {
+      const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { keys, zstdPath } });
+      w.unref();
+      w.on("message", (r: Reply) => {
+        const p = this.waiting.get(r.j);
+        if (!p) return;
+        this.waiting.delete(r.j);
+        this.busy[p.w]!--;
+        p.resolve(r);
+      });
+      w.on("error", (err) => this.fail(err));
+      w.on("exit", (code) => {
+        if (code !== 0) this.fail(new Error(`A crypto worker exited with code ${code}`));
+      });
+      this.workers.push(w);
+      this.busy.push(0);
+    }
+  }
+
+  private fail(err: Error): void {
+    this.failure ??= err;
+    for (const p of this.waiting.values()) p.reject(err);
+    this.waiting.clear();
+  }
+
+  private run(job: Job): Promise<Reply> {
+    if (this.failure) return Promise.reject(this.failure);
+    let w = 0;
+    for (let i = 1; i < this.workers.length; i++) if (this.busy[i]! < this.busy[w]!) w = i;
+    const j = this.nextJob++;
+    this.busy[w]!++;
+    return new Promise<Reply>((resolve, reject) => {
+      this.waiting.set(j, { resolve, reject, w });
+      this.workers[w]!.postMessage({ ...job, j });
+    });
+  }
+
+  /** HMAC-SHA256 chunk id of `data` under the class's id key. */
+  async hash(cls: string, data: Buffer): Promise<Buffer> {
+    const r = await this.run({ t: "hash", cls, ...rangeOf(data) });
+    if (r.err || !r.id) throw new Error(`Cannot hash a chunk: ${r.err}`);
+    return Buffer.from(r.id);
+  }
+
+  /**
+   * Compresses `data` (unless its first 64 KiB show it does not pay) and seals it into
+   * `out`; returns the sealed length and the blob's flags.
+   */
+  async seal(
+    cls: string,
+    id: Buffer,
+    data: Buffer,
+    out: Buffer,
+    level: number,
+  ): Promise<{ len: number; flags: number }> {
+    const o = rangeOf(out);
+    if (o.off !== 0) throw new TypeError("A seal output must start its shared buffer");
+    const r = await this.run({ t: "seal", cls, id, ...rangeOf(data), out: o.buf, level });
+    if (r.err || r.len === undefined)
+      throw new Error(`Cannot seal chunk ${id.toString("hex").slice(0, 16)}: ${r.err}`);
+    return { len: r.len, flags: r.flags ?? 0 };
+  }
+
+  /**
+   * Opens a sealed blob into `out`: authenticates, decompresses if flagged, checks the
+   * length and the id. Returns the chunk's length, or why it is damaged.
+   */
+  async open(
+    cls: string,
+    e: { id: Buffer; flags: number; rawLength: number },
+    sealed: Buffer,
+    out: Buffer,
+  ): Promise<number | string> {
+    const o = rangeOf(out);
+    if (o.off !== 0) throw new TypeError("An open output must start its shared buffer");
+    const r = await this.run({
+      t: "open",
+      cls,
+      id: e.id,
+      flags: e.flags,
+      rawLength: e.rawLength,
+      ...rangeOf(sealed),
+      out: o.buf,
+    });
+    return r.err ?? r.len ?? "was not opened";
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+// The worker. Constants and layouts are those of crypto.ts and pack-writer.ts: nonce (12) ||
+// AES-256-GCM ciphertext || tag (16), the chunk id as associated data, 16 KiB cipher slices,
+// a 64 KiB zstd probe that must save 3%, and the same 3% rule for the whole chunk.
+const WORKER_SOURCE = `
+const { createCipheriv, createDecipheriv, createHmac, randomBytes } = require("node:crypto");
+const { parentPort, workerData } = require("node:worker_threads");
+const zstd = require(workerData.zstdPath);
+const keys = {};
+for (const [cls, k] of Object.entries(workerData.keys)) keys[cls] = { dataKey: Buffer.from(k.dataKey), idKey: Buffer.from(k.idKey) };
+const NONCE = 12, TAG = 16, SLICE = 16384, PROBE = 65536, MIN_SAVING = 0.97, FLAG_COMPRESSED = 1;
+function keyOf(cls) { return keys[cls] || keys[""]; }
+function sealInto(key, plain, aad, out) {
+  const nonce = randomBytes(NONCE);
+  nonce.copy(out, 0);
+  const c = createCipheriv("aes-256-gcm", key, nonce);
+  c.setAAD(aad);
+  let n = NONCE;
+  for (let p = 0; p < plain.length; p += SLICE) n += c.update(plain.subarray(p, p + SLICE)).copy(out, n);
+  n += c.final().copy(out, n);
+  n += c.getAuthTag().copy(out, n);
+  return n;
+}
+function openInto(key, sealed, aad, out) {
+  if (sealed.length < NONCE + TAG) return undefined;
+  const d = createDecipheriv("aes-256-gcm", key, sealed.subarray(0, NONCE));
+  d.setAAD(aad);
+  d.setAuthTag(sealed.subarray(sealed.length - TAG));
+  const end = sealed.length - TAG;
+  let n = 0;
+  for (let p = NONCE; p < end; p += SLICE) n += d.update(sealed.subarray(p, Math.min(end, p + SLICE))).copy(out, n);
+  try { n += d.final().copy(out, n); } catch { return undefined; }
+  return n;
+}
+async function job(m) {
+  const k = keyOf(m.cls);
+  const data = Buffer.from(m.buf, m.off, m.len);
+  if (m.t === "hash") return { id: createHmac("sha256", k.idKey).update(data).digest() };
+  const out = Buffer.from(m.out);
+  const id = Buffer.from(m.id);
+  if (m.t === "seal") {
+    let body = data, flags = 0;
+    if (m.level > 0) {
+      let worth = data.length <= 2 * PROBE;
+      if (!worth) worth = (await zstd.compress(data.subarray(0, PROBE), 1)).length < PROBE * MIN_SAVING;
+      if (worth) {
+        const z = await zstd.compress(data, m.level);
+        if (z.length < data.length * MIN_SAVING) { body = z; flags = FLAG_COMPRESSED; }
+      }
+    }
+    return { len: sealInto(k.dataKey, body, id, out), flags };
+  }
+  const n = openInto(k.dataKey, data, id, out);
+  if (n === undefined) return { err: "does not authenticate" };
+  let plain = out.subarray(0, n);
+  if (m.flags & FLAG_COMPRESSED) {
+    try { plain = await zstd.decompress(Buffer.from(plain)); } catch { return { err: "does not decompress" }; }
+    if (plain.length > out.length) return { err: "decompresses past its recorded length" };
+    plain.copy(out, 0);
+    plain = out.subarray(0, plain.length);
+  }
+  if (plain.length !== m.rawLength) return { err: "has " + plain.length + " bytes, not " + m.rawLength };
+  if (!createHmac("sha256", k.idKey).update(plain).digest().equals(id)) return { err: "does not hash to its id" };
+  return { len: plain.length };
+}
+parentPort.on("message", (m) => {
+  job(m).then(
+    (r) => parentPort.postMessage({ j: m.j, ...r }),
+    (e) => parentPort.postMessage({ j: m.j, err: String((e && e.message) || e) }),
+  );
+});
+`;
