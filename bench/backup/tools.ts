@@ -6,7 +6,7 @@
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { cliCommand } from "../../src/chain/devnet.js";
+import { fileURLToPath } from "node:url";
 import type { Command } from "./measure.js";
 
 export type ToolName = "chainvault" | "restic" | "borg";
@@ -34,7 +34,8 @@ export function makeTool(name: ToolName, work: string, nodeDir: string): BackupT
   mkdirSync(work, { recursive: true });
   const repo = join(work, "repo");
   if (name === "chainvault") {
-    const cli = cliCommand();
+    // The installed command, as an operator runs it (bin/chainvault sets the allocator).
+    const cli = [fileURLToPath(new URL("../../../bin/chainvault", import.meta.url))];
     // Any cache it keeps under XDG_CACHE_HOME starts empty, like restic's and borg's.
     const env = { CHAINVAULT_PASSWORD: PASSWORD, XDG_CACHE_HOME: join(work, "cache") };
     return {

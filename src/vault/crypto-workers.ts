@@ -172,7 +172,7 @@ const { parentPort, workerData } = require("node:worker_threads");
 const zstd = require(workerData.zstdPath);
 const keys = {};
 for (const [cls, k] of Object.entries(workerData.keys)) keys[cls] = { dataKey: Buffer.from(k.dataKey), idKey: Buffer.from(k.idKey) };
-const NONCE = 12, TAG = 16, SLICE = 16384, PROBE = 65536, MIN_SAVING = 0.97, FLAG_COMPRESSED = 1;
+const NONCE = 12, TAG = 16, SLICE = 65536, PROBE = 65536, MIN_SAVING = 0.97, FLAG_COMPRESSED = 1;
 function keyOf(cls) { return keys[cls] || keys[""]; }
 function sealInto(key, plain, aad, out) {
   const nonce = randomBytes(NONCE);
