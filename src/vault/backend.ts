@@ -49,6 +49,8 @@ export interface Backend {
   delete(name: string): Promise<void>;
   /** Releases connections and handles. */
   close(): Promise<void>;
+  /** Optional: releases cached handles not in use, keeping the backend usable. */
+  releaseIdle?(): Promise<void>;
 }
 
 /** Object names are `[A-Za-z0-9._-]` segments joined by `/`: nothing can climb out of the repository. */

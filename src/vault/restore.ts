@@ -87,6 +87,7 @@ export async function restore(
     waitMs: o.lockWaitMs ?? 0,
   });
   const files: PendingFile[] = [];
+  const completions: Promise<void>[] = [];
   const cleanup: (() => Promise<void>)[] = [];
   try {
     const finished = finishPendingSwap(target);
@@ -194,7 +195,14 @@ export async function restore(
               stats.fetched += data.length;
               progress(data.length);
             }
-            if (--d.file.remaining === 0) await completeFile(d.file);
+            // A finished file is fsynced and renamed off the fetch path: the next blobs do
+            // not wait for the disk. Every completion is awaited before the tree is checked.
+            if (--d.file.remaining === 0) {
+              const done = completeFile(d.file);
+              // Awaited below; observed here so a failure is not an unhandled rejection meanwhile.
+              done.catch(() => undefined);
+              completions.push(done);
+            }
           }
         });
       });
@@ -218,6 +226,7 @@ export async function restore(
         await chmod(at, f.mode);
         await utimes(at, f.mtimeMs / 1000, f.mtimeMs / 1000);
       }
+    for (const c of completions) await c;
     await checkStaged(
       staging,
       nodes.map((n) => n.f),
@@ -244,8 +253,10 @@ export async function restore(
     };
   } finally {
     // A refused restore leaves no handle open on its staging tree.
+    await Promise.allSettled(completions);
     for (const pf of files) await pf.fh?.close().catch(() => undefined);
     for (const f of cleanup) await f();
+    await repo.backend.releaseIdle?.();
     await lock.release();
   }
 }

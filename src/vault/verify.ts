@@ -162,6 +162,7 @@ export async function verify(repo: Repository, o: VerifyOptions = {}): Promise<V
       elapsedMs: Date.now() - t0,
     };
   } finally {
+    await repo.backend.releaseIdle?.();
     await lock.release();
   }
 }

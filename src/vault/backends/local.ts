@@ -11,6 +11,8 @@ import { errorMessage } from "../../util/errors.js";
 import { assertObjectName, type Backend, type ObjectInfo, type ObjectWriter } from "../backend.js";
 import { VaultError, VaultErrorCode } from "../errors.js";
 
+// Read handles kept open on packs: one per pack a restore or verify is reading, with room.
+const READERS_MAX = 16;
 // Temporary files carry this infix; list() skips them and they are never valid object names.
 const TMP_INFIX = ".tmp-";
 
@@ -49,6 +51,7 @@ async function writeAllv(fh: FileHandle, parts: readonly Uint8Array[]): Promise<
 export class LocalBackend implements Backend {
   readonly location: string;
   private readonly madeDirs = new Set<string>();
+  private readonly readers = new Map<string, { fh: Promise<FileHandle>; users: number }>();
 
   constructor(readonly root: string) {
     this.location = root;
@@ -186,9 +189,10 @@ export class LocalBackend implements Backend {
     if (into.length < length)
       throw new RangeError(`A ${into.length}-byte buffer cannot hold ${length} bytes of ${name}`);
     const path = this.path(name);
-    let fh: Awaited<ReturnType<typeof open>>;
+    let fh: FileHandle;
+    let release: () => Promise<void>;
     try {
-      fh = await open(path, "r");
+      ({ fh, release } = await this.reader(name, path));
     } catch (err) {
       throw this.readError(name, err);
     }
@@ -210,7 +214,56 @@ export class LocalBackend implements Backend {
       if (err instanceof VaultError) throw err;
       throw this.readError(name, err);
     } finally {
-      await fh.close();
+      await release();
+    }
+  }
+
+  /**
+   * A read handle on an object. Packs (`data/…`, never changed once written) keep theirs
+   * open between range reads: a restore reads each pack blob by blob, and an open and a
+   * close per blob cost more than the read. Idle handles beyond the cache size are closed.
+   */
+  private async reader(
+    name: string,
+    path: string,
+  ): Promise<{ fh: FileHandle; release: () => Promise<void> }> {
+    if (!name.startsWith("data/")) {
+      const fh = await open(path, "r");
+      return { fh, release: () => fh.close() };
+    }
+    let r = this.readers.get(name);
+    if (!r) {
+      const opening = open(path, "r");
+      r = { fh: opening, users: 0 };
+      this.readers.set(name, r);
+      try {
+        await opening;
+      } catch (err) {
+        this.readers.delete(name);
+        throw err;
+      }
+    }
+    // Most recently used last.
+    this.readers.delete(name);
+    this.readers.set(name, r);
+    r.users++;
+    const fh = await r.fh;
+    const entry = r;
+    return {
+      fh,
+      release: async () => {
+        entry.users--;
+        await this.trimReaders(READERS_MAX);
+      },
+    };
+  }
+
+  private async trimReaders(max: number): Promise<void> {
+    for (const [name, r] of this.readers) {
+      if (this.readers.size <= max) break;
+      if (r.users > 0) continue;
+      this.readers.delete(name);
+      await (await r.fh).close().catch(() => undefined);
     }
   }
 
@@ -283,5 +336,11 @@ export class LocalBackend implements Backend {
     return n;
   }
 
-  async close(): Promise<void> {}
+  async releaseIdle(): Promise<void> {
+    await this.trimReaders(0);
+  }
+
+  async close(): Promise<void> {
+    await this.trimReaders(0);
+  }
 }
