@@ -8,6 +8,7 @@
 import { backup } from "./backup.js";
 import type { ChunkIndex } from "./chunk-index.js";
 import { VaultError, VaultErrorCode } from "./errors.js";
+import { RepoLock } from "./lock.js";
 import { packObjectName } from "./pack.js";
 import type { Repository } from "./repository.js";
 import type { FileNode, Manifest } from "./snapshot.js";
@@ -19,6 +20,16 @@ export interface CopyResult {
 }
 
 export async function copySnapshots(from: Repository, to: Repository, refs?: string[]): Promise<CopyResult> {
+  // A shared lock on the source: a prune there must not delete packs this copy still reads.
+  const lock = await RepoLock.acquire(from.backend, { exclusive: false, op: "copy" });
+  try {
+    return await copyLocked(from, to, refs);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function copyLocked(from: Repository, to: Repository, refs?: string[]): Promise<CopyResult> {
   const all = await from.listSnapshots();
   const wanted = refs ? await Promise.all(refs.map((r) => from.resolveSnapshot(r))) : all;
   const there = new Set(
