@@ -11,6 +11,8 @@ import type { ReadHandle } from "./source.js";
 
 // 4 MiB reads: large sequential I/O; a buffer holds a read plus a carried-over maximal chunk.
 const READ_BYTES = 4 * 1024 * 1024;
+// Below 1 MiB of room a buffer is not worth another read: the tail moves to a fresh one.
+const MIN_READ_BYTES = 1024 * 1024;
 
 /** A pool sized for {@link forEachChunk} with these chunker parameters. */
 export function chunkBufferPool(params: ChunkerParams, max: number, shared = false): BufferPool {
@@ -41,25 +43,36 @@ export async function forEachChunk(
   let base = pos;
   try {
     for (;;) {
-      if (start === end && eof) return;
-      const cut = start === end ? -1 : nextCut(held!.buf, start, end, eof, params, gear);
-      if (cut < 0) {
-        const next = { buf: await pool.acquire(), refs: 1 };
-        if (held) {
-          held.buf.copy(next.buf, 0, start, end);
-          unref(held);
+      // Keep a maximal chunk buffered ahead of `start`: then every cut is final and no byte
+      // is scanned twice. Read into the current buffer while it has room (chunks handed out
+      // lie before `start` and are not disturbed); else carry the tail into a fresh one.
+      if (!eof && end - start < params.maxBytes) {
+        let room = held ? held.buf.length - end : 0;
+        if (room < MIN_READ_BYTES) {
+          const next = { buf: await pool.acquire(), refs: 1 };
+          if (held) {
+            held.buf.copy(next.buf, 0, start, end);
+            unref(held);
+          }
+          base += start;
+          end -= start;
+          start = 0;
+          held = next;
+          room = next.buf.length - end;
         }
-        base += start;
-        end -= start;
-        start = 0;
-        held = next;
-        const { bytesRead } = await fh.read(next.buf, end, READ_BYTES, base + end);
+        const want = Math.min(READ_BYTES, room);
+        const { bytesRead } = await fh.read(held!.buf, end, want, base + end);
         end += bytesRead;
         onRead?.(bytesRead);
         // A regular file reads short only at its end.
-        if (bytesRead < READ_BYTES) eof = true;
+        if (bytesRead < want) eof = true;
         continue;
       }
+      if (start === end) return;
+      const cut = nextCut(held!.buf, start, end, eof, params, gear);
+      // With a maximal chunk buffered the chunker always cuts: anything else is a bug.
+      if (cut <= start)
+        throw new Error(`Chunker made no cut at ${base + start} with ${end - start} bytes buffered`);
       const h = held!;
       const data = h.buf.subarray(start, cut);
       const offset = base + start;
