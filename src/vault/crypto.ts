@@ -127,20 +127,6 @@ export function verifyBytes(publicKey: Uint8Array, data: Uint8Array, signature: 
 // ~1.8 GB/s, 1 MiB ~0.7 GB/s for AES-256-GCM decryption).
 const SLICE_BYTES = 16 * 1024;
 
-/** {@link seal} into `out` (at least `plain.length + SEAL_OVERHEAD_BYTES` long); returns the length. */
-export function sealInto(key: Uint8Array, plain: Uint8Array, aad: Uint8Array, out: Buffer): number {
-  const nonce = randomBytes(NONCE_BYTES);
-  nonce.copy(out, 0);
-  const c = createCipheriv("aes-256-gcm", key, nonce);
-  c.setAAD(aad);
-  let n = NONCE_BYTES;
-  for (let p = 0; p < plain.length; p += SLICE_BYTES)
-    n += c.update(plain.subarray(p, p + SLICE_BYTES)).copy(out, n);
-  n += c.final().copy(out, n);
-  n += c.getAuthTag().copy(out, n);
-  return n;
-}
-
 /** {@link open} into `out`; returns the plaintext length, or undefined if it does not authenticate. */
 export function openInto(
   key: Uint8Array,

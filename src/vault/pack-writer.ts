@@ -43,8 +43,6 @@ export class PackWriter {
   };
   /** Ids (latin1) of chunks added by this writer and not yet in the repository's index. */
   readonly pending = new Set<string>();
-  /** Called with each pack once it is stored and indexed. */
-  onIndexed: ((p: PackInfo) => void) | undefined;
 
   // Sealed blobs waiting for their write: 6 lets writes overlap with sealing the next ones.
   private readonly sealPool: BufferPool;
@@ -132,7 +130,6 @@ export class PackWriter {
     this.unindexed = [];
     crashPoint("vault.before-index");
     await this.repo.backend.put(newIndexName(), encodeIndex(this.repo.master.dataKey, packs));
-    for (const p of packs) this.onIndexed?.(p);
   }
 
   /** Stores every open pack and indexes everything stored. */

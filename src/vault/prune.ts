@@ -13,7 +13,7 @@ import { LocalBackend } from "./backends/local.js";
 import { encodeIndex, newIndexName, type PackInfo } from "./chunk-index.js";
 import { VaultError, VaultErrorCode } from "./errors.js";
 import { RepoLock } from "./lock.js";
-import { PackBuilder, type PackEntry, packObjectName, parsePack, parsePackObjectName } from "./pack.js";
+import { PackBuilder, type PackEntry, packObjectName, parsePackObjectName, readPackHeader } from "./pack.js";
 import type { Repository } from "./repository.js";
 import { manifestChunks } from "./snapshot.js";
 
@@ -70,11 +70,16 @@ export async function prune(repo: Repository, o: PruneOptions = {}): Promise<Pru
     for (const obj of stored) {
       const parsed = parsePackObjectName(obj.name);
       if (!parsed || index.packs.has(parsed.name)) continue;
-      const bytes = await repo.backend.get(obj.name);
-      const entries = parsePack(repo.keysOf(parsed.dataClass).dataKey, bytes);
+      // Only the trailer and header are read: what a pack holds is listed there.
+      const entries = await readPackHeader(
+        repo.backend,
+        repo.keysOf(parsed.dataClass).dataKey,
+        obj.name,
+        obj.sizeBytes,
+      ).catch((err: unknown) => (err as Error).message);
       if (typeof entries === "string") unreadable++;
       else if (entries.some((e) => used.has(e.id.toString("latin1")))) {
-        const p = { name: parsed.name, dataClass: parsed.dataClass, sizeBytes: bytes.length, entries };
+        const p = { name: parsed.name, dataClass: parsed.dataClass, sizeBytes: obj.sizeBytes, entries };
         adopted.push(p);
         index.add(p);
       } else orphans.push({ name: obj.name, sizeBytes: obj.sizeBytes });

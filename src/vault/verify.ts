@@ -204,56 +204,42 @@ async function readPacks(
   let done = 0;
   const blobs = new BlobReader(repo, 2 * BLOBS_IN_FLIGHT);
   try {
-    await readEach(repo, blobs, packs, stored, counters, bad, () =>
-      onProgress?.(++done, packs.length, "packs"),
-    );
+    await mapLimit(packs, 2, async (p) => {
+      const name = packObjectName(p.dataClass, p.name);
+      const size = stored.get(name);
+      if (size === undefined) {
+        bad.set(p.name, `pack ${name} is missing`);
+        return;
+      }
+      const entries = await readPackHeader(repo.backend, repo.keysOf(p.dataClass).dataKey, name, size);
+      counters.packsRead++;
+      if (typeof entries === "string") {
+        bad.set(p.name, `pack ${name}: ${entries}`);
+        return;
+      }
+      if (
+        entries.length !== p.entries.length ||
+        entries.some(
+          (e, i) =>
+            !e.id.equals(p.entries[i]!.id) ||
+            e.offset !== p.entries[i]!.offset ||
+            e.length !== p.entries[i]!.length,
+        )
+      )
+        bad.set(p.name, `pack ${name}: its header disagrees with the index`);
+      await mapLimit(entries, BLOBS_IN_FLIGHT, (e) =>
+        blobs.with(p.dataClass, p, e, async (r) => {
+          counters.chunksRead++;
+          if (typeof r === "string" && !bad.has(p.name))
+            bad.set(p.name, `pack ${name}: chunk ${e.id.toString("hex").slice(0, 16)} ${r}`);
+        }),
+      );
+      // Trailer, header and every blob: the whole pack was read.
+      counters.bytesRead += size;
+      onProgress?.(++done, packs.length, "packs");
+    });
   } finally {
     await blobs.close();
   }
   return bad;
-}
-
-async function readEach(
-  repo: Repository,
-  blobs: BlobReader,
-  packs: PackInfo[],
-  stored: Map<string, number>,
-  counters: { packsRead: number; chunksRead: number; bytesRead: number },
-  bad: Map<string, string>,
-  packDone: () => void,
-): Promise<void> {
-  await mapLimit(packs, 2, async (p) => {
-    const name = packObjectName(p.dataClass, p.name);
-    const size = stored.get(name);
-    if (size === undefined) {
-      bad.set(p.name, `pack ${name} is missing`);
-      return;
-    }
-    const entries = await readPackHeader(repo.backend, repo.keysOf(p.dataClass).dataKey, name, size);
-    counters.packsRead++;
-    counters.bytesRead += size - (Array.isArray(entries) ? entries.reduce((a, e) => a + e.length, 0) : 0);
-    if (typeof entries === "string") {
-      bad.set(p.name, `pack ${name}: ${entries}`);
-      return;
-    }
-    if (
-      entries.length !== p.entries.length ||
-      entries.some(
-        (e, i) =>
-          !e.id.equals(p.entries[i]!.id) ||
-          e.offset !== p.entries[i]!.offset ||
-          e.length !== p.entries[i]!.length,
-      )
-    )
-      bad.set(p.name, `pack ${name}: its header disagrees with the index`);
-    await mapLimit(entries, BLOBS_IN_FLIGHT, (e) =>
-      blobs.with(p.dataClass, p, e, async (r) => {
-        counters.bytesRead += e.length;
-        counters.chunksRead++;
-        if (typeof r === "string" && !bad.has(p.name))
-          bad.set(p.name, `pack ${name}: chunk ${e.id.toString("hex").slice(0, 16)} ${r}`);
-      }),
-    );
-    packDone();
-  });
 }

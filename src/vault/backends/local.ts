@@ -20,34 +20,6 @@ function errnoOf(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
 }
 
-/** Writes every part in order with writev, resuming after short writes. */
-async function writeAllv(fh: FileHandle, parts: readonly Uint8Array[]): Promise<void> {
-  // 512 buffers per call: well under IOV_MAX (1024 on Linux).
-  const IOV_BATCH = 512;
-  let pos = 0;
-  for (let i = 0; i < parts.length; i += IOV_BATCH) {
-    let batch = parts.slice(i, i + IOV_BATCH);
-    let want = batch.reduce((s, b) => s + b.length, 0);
-    while (want > 0) {
-      const { bytesWritten } = await fh.writev(batch as Uint8Array[], pos);
-      pos += bytesWritten;
-      want -= bytesWritten;
-      if (want === 0) break;
-      // Short write: drop what was written and go on with the rest.
-      let skip = bytesWritten;
-      const rest: Uint8Array[] = [];
-      for (const b of batch) {
-        if (skip >= b.length) skip -= b.length;
-        else {
-          rest.push(skip > 0 ? b.subarray(skip) : b);
-          skip = 0;
-        }
-      }
-      batch = rest;
-    }
-  }
-}
-
 export class LocalBackend implements Backend {
   readonly location: string;
   private readonly madeDirs = new Set<string>();
@@ -85,36 +57,15 @@ export class LocalBackend implements Backend {
   }
 
   async put(name: string, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
-    const path = this.path(name);
-    const dir = dirname(path);
-    const tmp = `${path}${TMP_INFIX}${process.pid}-${randomBytes(4).toString("hex")}`;
-    try {
-      await this.ensureDir(dir);
-      const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-      try {
-        if (data instanceof Uint8Array) {
-          let off = 0;
-          while (off < data.length) {
-            const { bytesWritten } = await fh.write(data, off, data.length - off, off);
-            off += bytesWritten;
-          }
-        } else await writeAllv(fh, data);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, path);
-      const dh = await open(dir, "r");
-      try {
-        await dh.sync();
-      } finally {
-        await dh.close();
-      }
-    } catch (err) {
-      await rm(tmp, { force: true }).catch(() => undefined);
-      if (err instanceof VaultError) throw err;
-      throw this.fail("write", name, err);
+    // One write path for whole objects and streamed packs: temp file, fsync, rename, fsync
+    // of the directory; a failure at any step removes the temp file.
+    const w = await this.openWriter(name);
+    let pos = 0;
+    for (const part of data instanceof Uint8Array ? [data] : data) {
+      await w.write(part, pos);
+      pos += part.length;
     }
+    await w.commit();
   }
 
   async openWriter(name: string): Promise<ObjectWriter> {
