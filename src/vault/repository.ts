@@ -13,7 +13,7 @@
 
 import type { KeyObject } from "node:crypto";
 import { randomBytes } from "node:crypto";
-import { decompress } from "@mongodb-js/zstd";
+import { createRequire } from "node:module";
 import type { Backend } from "./backend.js";
 import { ChunkIndex, decodeIndex } from "./chunk-index.js";
 import { type ChunkerParams, DEFAULT_CHUNKER_PARAMS, gearTable } from "./chunker.js";
@@ -32,6 +32,9 @@ import {
 import { RepoLock } from "./lock.js";
 import { FLAG_COMPRESSED, type PackEntry } from "./pack.js";
 import { decodeSnapshot, encodeSnapshot, type Manifest } from "./snapshot.js";
+
+// zstd-napi's native binding (CommonJS): synchronous decompression into a bounded buffer.
+const zstd = createRequire(import.meta.url)("zstd-napi/binding.js") as typeof import("zstd-napi/binding.js");
 
 const CONFIG_AAD = Buffer.from("chainvault/config/v1");
 const VERIFICATION_AAD = Buffer.from("chainvault/verification/v1");
@@ -61,7 +64,7 @@ export interface InitOptions {
 // pack in flight costs little memory.
 export const PACK_TARGET_BYTES_DEFAULT = 16 * 1024 * 1024;
 // Level 3: zstd's default, the speed/ratio balance restic's "auto" mode also uses.
-export const COMPRESSION_LEVEL_DEFAULT = 3;
+export const COMPRESSION_LEVEL_DEFAULT = 2;
 
 /** The data class whose chunks use the repository's separate keys-data key. */
 export const KEYS_CLASS = "keys";
@@ -269,10 +272,12 @@ export class Repository {
     if (n === undefined) return "does not authenticate";
     let data = into.subarray(0, n);
     if (entry.flags & FLAG_COMPRESSED) {
+      // The recorded length bounds what a hostile frame can expand to.
+      const plain = Buffer.allocUnsafe(entry.rawLength);
       try {
-        data = await decompress(data);
+        data = plain.subarray(0, new zstd.DCtx().decompress(plain, data));
       } catch {
-        return "does not decompress";
+        return "does not decompress into its recorded length";
       }
     }
     if (data.length !== entry.rawLength) return `has ${data.length} bytes, not ${entry.rawLength}`;
