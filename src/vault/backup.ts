@@ -55,9 +55,9 @@ export interface BackupResult {
 }
 
 // Chunks on the crypto workers at once (hashing, then compressing and sealing the new ones):
-// 5 keeps two workers fed while the main thread reads and cuts (8 was no faster), and
+// 4 keeps two workers fed while the main thread reads and cuts (8 was no faster), and
 // bounds memory to a few read buffers.
-const IN_FLIGHT_CHUNKS = 5;
+const IN_FLIGHT_CHUNKS = 4;
 
 /** Backs up a source into a repository and returns the new snapshot. */
 export async function backup(

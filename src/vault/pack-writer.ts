@@ -44,14 +44,14 @@ export class PackWriter {
   /** Ids (latin1) of chunks added by this writer and not yet in the repository's index. */
   readonly pending = new Set<string>();
 
-  // Sealed blobs waiting for their write: 6 lets writes overlap with sealing the next ones.
+  // Sealed blobs waiting for their write: 3 lets writes overlap with sealing the next ones.
   private readonly sealPool: BufferPool;
 
   constructor(
     private readonly repo: Repository,
     private readonly workers: CryptoWorkers,
   ) {
-    this.sealPool = new BufferPool(repo.config.chunker.maxBytes + SEAL_OVERHEAD_BYTES, 6, true);
+    this.sealPool = new BufferPool(repo.config.chunker.maxBytes + SEAL_OVERHEAD_BYTES, 3, true);
   }
 
   /** Compresses and seals a chunk; the caller bounds how many are in flight. */
