@@ -7,27 +7,23 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { z } from "zod";
 import { CodedError } from "../util/errors.js";
+import * as z from "../util/zod.js";
 import { SEGMENT_BYTES_DEFAULT } from "./storage/chain-store.js";
 
 export const NodeConfigSchema = z.object({
-  nodeId: z
-    .string()
-    .min(1)
-    .max(64)
-    .regex(/^[A-Za-z0-9._-]+$/),
-  host: z.string().default("127.0.0.1"),
-  port: z.number().int().min(0).max(65535),
-  peers: z.array(z.url()).max(64).default([]),
+  nodeId: z.string().check(z.minLength(1), z.maxLength(64), z.regex(/^[A-Za-z0-9._-]+$/)),
+  host: z._default(z.string(), "127.0.0.1"),
+  port: z.int().check(z.minimum(0), z.maximum(65535)),
+  peers: z._default(z.array(z.url()).check(z.maxLength(64)), []),
   /** Path (relative to the data directory) of the validator key; absent for a non-validating node. */
-  validatorKey: z.string().optional(),
-  segmentBytes: z.number().int().min(4096).default(SEGMENT_BYTES_DEFAULT),
+  validatorKey: z.optional(z.string()),
+  segmentBytes: z._default(z.int().check(z.minimum(4096)), SEGMENT_BYTES_DEFAULT),
   /** Blocks of undo history kept; 0 keeps all. */
-  undoDepth: z.number().int().min(0).default(0),
+  undoDepth: z._default(z.int().check(z.minimum(0)), 0),
   /** How often peers' status is polled. */
-  peerPollMs: z.number().int().min(50).max(60_000).default(500),
-  logLevel: z.enum(["trace", "debug", "info", "warn", "error", "silent"]).default("info"),
+  peerPollMs: z._default(z.int().check(z.minimum(50), z.maximum(60_000)), 500),
+  logLevel: z._default(z.enum(["trace", "debug", "info", "warn", "error", "silent"]), "info"),
 });
 
 export type NodeConfig = z.infer<typeof NodeConfigSchema>;

@@ -4,39 +4,38 @@
  * block 1 and is mixed into every signature.
  */
 import { readFileSync } from "node:fs";
-import { z } from "zod";
 import { CodedError } from "../util/errors.js";
+import * as z from "../util/zod.js";
 import { fromHex, sha256 } from "./crypto.js";
 import { Writer } from "./encoding.js";
 import { accountLeaf, LtHash } from "./lthash.js";
 import type { Account } from "./types.js";
 
-const hex32 = z.string().regex(/^[0-9a-f]{64}$/, "expected 64 lowercase hex characters");
+const hex32 = z.string().check(z.regex(/^[0-9a-f]{64}$/, "expected 64 lowercase hex characters"));
 
 export const GenesisSchema = z.object({
-  chainId: z.string().min(1).max(64),
-  genesisTimeMs: z.number().int().nonnegative(),
+  chainId: z.string().check(z.minLength(1), z.maxLength(64)),
+  genesisTimeMs: z.int().check(z.minimum(0)),
   /** Target interval between blocks. */
-  blockTimeMs: z.number().int().min(10).max(600_000),
+  blockTimeMs: z.int().check(z.minimum(10), z.maximum(600_000)),
   /** How long past its slot an in-turn validator may stay silent before the next rank may propose. */
-  outOfTurnDelayMs: z.number().int().min(10).max(600_000),
+  outOfTurnDelayMs: z.int().check(z.minimum(10), z.maximum(600_000)),
   /** Bound on transactions per block. */
-  maxTxsPerBlock: z.number().int().min(1).max(20_000),
+  maxTxsPerBlock: z.int().check(z.minimum(1), z.maximum(20_000)),
   validators: z
-    .array(z.object({ name: z.string().min(1).max(64), publicKey: hex32 }))
-    .min(1)
-    .max(256),
+    .array(z.object({ name: z.string().check(z.minLength(1), z.maxLength(64)), publicKey: hex32 }))
+    .check(z.minLength(1), z.maxLength(256)),
   balances: z
     .array(
       z.object({
         account: hex32,
-        amount: z
-          .string()
-          .regex(/^[0-9]{1,20}$/)
-          .refine((v) => BigInt(v) < 1n << 64n, "amount must be below 2^64"),
+        amount: z.string().check(
+          z.regex(/^[0-9]{1,20}$/),
+          z.refine((v) => BigInt(v) < 1n << 64n, "amount must be below 2^64"),
+        ),
       }),
     )
-    .max(1_000_000),
+    .check(z.maxLength(1_000_000)),
 });
 
 export type GenesisDoc = z.infer<typeof GenesisSchema>;

@@ -36,6 +36,30 @@ export class BlobReader {
    * Runs `use` with the blob's chunk, or the reason it is damaged (a read error included).
    * The chunk's bytes are valid only until `use` settles.
    */
+  /** Reads a blob and checks it, without keeping its chunk: undefined, or why it is damaged. */
+  async check(dataClass: string, pack: PackInfo, e: PackEntry): Promise<string | undefined> {
+    return this.sealedPool.with(async (sb) => {
+      try {
+        const sealed = await this.readSealed(pack, e, sb);
+        if (!(sealed.buffer instanceof SharedArrayBuffer)) {
+          const r = await this.repo.decodeBlob(dataClass, e, sealed);
+          return typeof r === "string" ? r : undefined;
+        }
+        return await this.workers.check(workerClass(dataClass), e, sealed);
+      } catch (err) {
+        return (err as Error).message;
+      }
+    });
+  }
+
+  private async readSealed(pack: PackInfo, e: PackEntry, sb: Buffer): Promise<Buffer> {
+    const name = packObjectName(pack.dataClass, pack.name);
+    const b = this.repo.backend;
+    return b.getRangeInto && e.length <= sb.length
+      ? await b.getRangeInto(name, e.offset, e.length, sb)
+      : await b.getRange(name, e.offset, e.length);
+  }
+
   async with<T>(
     dataClass: string,
     pack: PackInfo,
@@ -44,14 +68,9 @@ export class BlobReader {
   ): Promise<T> {
     return this.sealedPool.with((sb) =>
       this.plainPool.with(async (pb) => {
-        const name = packObjectName(pack.dataClass, pack.name);
         let data: Buffer | string;
         try {
-          const b = this.repo.backend;
-          const sealed =
-            b.getRangeInto && e.length <= sb.length
-              ? await b.getRangeInto(name, e.offset, e.length, sb)
-              : await b.getRange(name, e.offset, e.length);
+          const sealed = await this.readSealed(pack, e, sb);
           if (sealed.buffer instanceof SharedArrayBuffer && e.rawLength <= pb.length) {
             const n = await this.workers.open(workerClass(dataClass), e, sealed, pb);
             data = typeof n === "string" ? n : pb.subarray(0, n);

@@ -40,7 +40,8 @@ type Job =
       buf: SharedArrayBuffer;
       off: number;
       len: number;
-      out: SharedArrayBuffer;
+      /** Absent: open into the worker's own scratch buffers, only to check the blob. */
+      out?: SharedArrayBuffer;
     };
 
 interface Reply {
@@ -166,6 +167,28 @@ export class CryptoWorkers {
     return r.err ?? r.len ?? "was not opened";
   }
 
+  /**
+   * Checks a sealed blob as {@link open} does (authenticates, decompresses, checks the length
+   * and the id) without handing the chunk back: the worker opens it into its own scratch
+   * buffers, so a verification needs no buffer per blob for the plaintext.
+   */
+  async check(
+    cls: string,
+    e: { id: Buffer; flags: number; rawLength: number },
+    sealed: Buffer,
+  ): Promise<string | undefined> {
+    const r = await this.run({
+      t: "open",
+      cls,
+      id: e.id,
+      flags: e.flags,
+      rawLength: e.rawLength,
+      check: true,
+      ...rangeOf(sealed),
+    });
+    return r.err;
+  }
+
   async close(): Promise<void> {
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
@@ -186,10 +209,10 @@ const keys = {};
 for (const [cls, k] of Object.entries(workerData.keys)) keys[cls] = { dataKey: Buffer.from(k.dataKey), idKey: Buffer.from(k.idKey) };
 const NONCE = 12, TAG = 16, SLICE = 65536, PROBE = 65536, MIN_SAVING = 0.97, FLAG_COMPRESSED = 1;
 const cctx = new zstd.CCtx(), dctx = new zstd.DCtx();
-let scratch = Buffer.alloc(0);
-function scratchOf(n) {
-  if (scratch.length < n) scratch = Buffer.allocUnsafe(Math.max(n, scratch.length * 2));
-  return scratch;
+const scratch = [Buffer.alloc(0), Buffer.alloc(0)];
+function scratchOf(n, i = 0) {
+  if (scratch[i].length < n) scratch[i] = Buffer.allocUnsafe(Math.max(n, scratch[i].length * 2));
+  return scratch[i];
 }
 function keyOf(cls) { return keys[cls] || keys[""]; }
 function sealInto(key, plain, aad, out) {
@@ -218,7 +241,6 @@ function job(m) {
   const k = keyOf(m.cls);
   const data = Buffer.from(m.buf, m.off, m.len);
   if (m.t === "hash") return { id: createHmac("sha256", k.idKey).update(data).digest() };
-  const out = Buffer.from(m.out);
   const id = Buffer.from(m.id);
   if (m.t === "seal") {
     let body = data, flags = 0;
@@ -231,9 +253,11 @@ function job(m) {
         if (n < data.length * MIN_SAVING) { body = z.subarray(0, n); flags = FLAG_COMPRESSED; }
       }
     }
-    return { len: sealInto(k.dataKey, body, id, out), flags };
+    return { len: sealInto(k.dataKey, body, id, Buffer.from(m.out)), flags };
   }
   const compressed = (m.flags & FLAG_COMPRESSED) !== 0;
+  // Without an output buffer (a check), the chunk lands in the second scratch buffer.
+  const out = m.out ? Buffer.from(m.out) : scratchOf(m.rawLength, 1);
   const into = compressed ? scratchOf(data.length) : out;
   const n = openInto(k.dataKey, data, id, into);
   if (n === undefined) return { err: "does not authenticate" };

@@ -7,7 +7,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { hostname, userInfo } from "node:os";
-import { z } from "zod";
+import * as z from "../util/zod.js";
 import { deriveKey, newSalt, open, SCRYPT_DEFAULT, type ScryptParams, seal } from "./crypto.js";
 
 /** The secrets of a repository. */
@@ -35,16 +35,16 @@ export function newMasterKey(): MasterKey {
 
 const KeyFileSchema = z.object({
   version: z.literal(1),
-  id: z.string().regex(/^[0-9a-f]{16}$/),
+  id: z.string().check(z.regex(/^[0-9a-f]{16}$/)),
   createdAt: z.string(),
   host: z.string(),
   user: z.string(),
   label: z.string(),
   kdf: z.object({
     name: z.literal("scrypt"),
-    N: z.number().int().min(2),
-    r: z.number().int().min(1),
-    p: z.number().int().min(1),
+    N: z.int().check(z.minimum(2)),
+    r: z.int().check(z.minimum(1)),
+    p: z.int().check(z.minimum(1)),
     salt: z.string(),
   }),
   wrapped: z.string(),

@@ -76,7 +76,7 @@ const MARKER = ".chainvault-restore";
 // thread pool (decryption, hashing, decompression) and the disk busy on two cores, while
 // holding at most 2 × 6 chunks in memory.
 const PACKS_IN_FLIGHT = 2;
-const BLOBS_IN_FLIGHT = 3;
+const BLOBS_IN_FLIGHT = 2;
 
 export async function restore(
   repo: Repository,

@@ -5,27 +5,27 @@
  * object shows three ways: its name, its authentication tag and its signature.
  */
 import { createHash, type KeyObject } from "node:crypto";
-import { z } from "zod";
+import * as z from "../util/zod.js";
 import { open, seal, signBytes, verifyBytes } from "./crypto.js";
 
 const FileNodeSchema = z.object({
   /** Path relative to the component's root, `/`-separated. */
-  path: z.string().min(1).max(4096),
+  path: z.string().check(z.minLength(1), z.maxLength(4096)),
   type: z.enum(["file", "dir", "symlink"]),
-  mode: z.number().int().min(0).max(0o7777),
+  mode: z.int().check(z.minimum(0), z.maximum(0o7777)),
   mtimeMs: z.number(),
-  sizeBytes: z.number().int().min(0),
+  sizeBytes: z.int().check(z.minimum(0)),
   /** Chunk ids (hex) of a file, in order. */
-  chunks: z.array(z.string().regex(/^[0-9a-f]{64}$/)).optional(),
+  chunks: z.optional(z.array(z.string().check(z.regex(/^[0-9a-f]{64}$/)))),
   /** Target of a symlink, as stored. */
-  target: z.string().max(4096).optional(),
+  target: z.optional(z.string().check(z.maxLength(4096))),
 });
 export type FileNode = z.infer<typeof FileNodeSchema>;
 
 const ComponentSchema = z.object({
-  name: z.string().regex(/^[a-z][a-z0-9-]*$/),
-  dataClass: z.string().regex(/^[a-z][a-z0-9-]*$/),
-  sizeBytes: z.number().int().min(0),
+  name: z.string().check(z.regex(/^[a-z][a-z0-9-]*$/)),
+  dataClass: z.string().check(z.regex(/^[a-z][a-z0-9-]*$/)),
+  sizeBytes: z.int().check(z.minimum(0)),
   files: z.array(FileNodeSchema),
 });
 export type Component = z.infer<typeof ComponentSchema>;
@@ -38,12 +38,12 @@ export const ManifestSchema = z.object({
   sourceId: z.string(),
   /** Where the data was read from (a directory or URL), for the operator. */
   source: z.string(),
-  tags: z.array(z.string().regex(/^[A-Za-z0-9._-]{1,64}$/)),
-  parent: z.string().optional(),
+  tags: z.array(z.string().check(z.regex(/^[A-Za-z0-9._-]{1,64}$/))),
+  parent: z.optional(z.string()),
   /** The snapshot this one was copied from (another repository's id). */
-  origin: z.string().optional(),
+  origin: z.optional(z.string()),
   /** What the source said about itself at backup time (for a node: height, head hash, state root). */
-  anchor: z.record(z.string(), z.union([z.string(), z.number()])).optional(),
+  anchor: z.optional(z.record(z.string(), z.union([z.string(), z.number()]))),
   components: z.array(ComponentSchema),
 });
 export type Manifest = z.infer<typeof ManifestSchema>;

@@ -228,9 +228,9 @@ async function readPacks(
       )
         bad.set(p.name, `pack ${name}: its header disagrees with the index`);
       await mapLimit(entries, BLOBS_IN_FLIGHT, (e) =>
-        blobs.with(p.dataClass, p, e, async (r) => {
+        blobs.check(p.dataClass, p, e).then((r) => {
           counters.chunksRead++;
-          if (typeof r === "string" && !bad.has(p.name))
+          if (r !== undefined && !bad.has(p.name))
             bad.set(p.name, `pack ${name}: chunk ${e.id.toString("hex").slice(0, 16)} ${r}`);
         }),
       );
