@@ -6,12 +6,15 @@
  * code out of a plain backup). Native addons and libraries that load their own files at run
  * time (pino's transports, fastify's plugins, the AWS SDK) stay external in node_modules.
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { build } from "esbuild";
 
 const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
 const inlined = new Set(["commander", "cli-progress", "zod"]);
 const external = Object.keys(pkg.dependencies).filter((d) => !inlined.has(d));
+
+// Chunk names carry content hashes: old ones would pile up beside the new.
+rmSync("dist/src/cli-bundle", { recursive: true, force: true });
 
 await build({
   entryPoints: ["dist/src/cli/main.js"],

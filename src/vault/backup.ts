@@ -75,7 +75,7 @@ export async function backup(
   try {
     const { index } = await repo.loadIndex();
     const parent = o.force ? undefined : await findParent(repo, source, o.parent);
-    const workers = repo.startCryptoWorkers();
+    const workers = repo.startCryptoWorkers(true);
     cleanup.push(() => workers.close());
     const writer = new PackWriter(repo, workers);
     const walked = await Promise.all(source.components.map(walkComponent));

@@ -197,10 +197,13 @@ export class CryptoWorkers {
 // The worker. Constants and layouts are those of crypto.ts and pack-writer.ts: nonce (12) ||
 // AES-256-GCM ciphertext || tag (16), the chunk id as associated data, 64 KiB cipher slices,
 // a 64 KiB zstd probe (level 1) that must save 3%, and the same 3% rule for the whole chunk.
-// zstd runs synchronously on this thread with one reused context each way, into a scratch
-// buffer that is reused too: no allocation per chunk, so no fresh pages to fault in. The
-// cipher's output slices are the only garbage; V8 collects external memory only after ~64 MiB
-// of it, so the worker runs a minor collection itself every 8 MiB of sealed or opened bytes.
+// zstd runs synchronously on this thread with one reused context each way. Nothing is
+// allocated per chunk, so no fresh pages are faulted in: a chunk is compressed straight into
+// its seal buffer and encrypted there in place (each cipher slice is copied back over the
+// input it was made from), and a blob is decrypted in place in its read buffer before it is
+// decompressed into the output. The cipher's output slices are the only garbage; V8 collects
+// external memory only after ~64 MiB of it, so the worker runs a minor collection itself
+// every 8 MiB of sealed or opened bytes.
 const WORKER_SOURCE = `
 const { createCipheriv, createDecipheriv, createHmac, randomBytes } = require("node:crypto");
 const { parentPort, workerData } = require("node:worker_threads");
@@ -209,12 +212,15 @@ const keys = {};
 for (const [cls, k] of Object.entries(workerData.keys)) keys[cls] = { dataKey: Buffer.from(k.dataKey), idKey: Buffer.from(k.idKey) };
 const NONCE = 12, TAG = 16, SLICE = 65536, PROBE = 65536, MIN_SAVING = 0.97, FLAG_COMPRESSED = 1;
 const cctx = new zstd.CCtx(), dctx = new zstd.DCtx();
-const scratch = [Buffer.alloc(0), Buffer.alloc(0)];
-function scratchOf(n, i = 0) {
-  if (scratch[i].length < n) scratch[i] = Buffer.allocUnsafe(Math.max(n, scratch[i].length * 2));
-  return scratch[i];
+const probeOut = Buffer.allocUnsafe(zstd.compressBound(PROBE));
+let scratch = Buffer.alloc(0);
+function scratchOf(n) {
+  // Sized for the largest chunk at once (4 MiB by default), so it is made only once.
+  if (scratch.length < n) scratch = Buffer.allocUnsafe(Math.max(n, 4 * 1048576));
+  return scratch;
 }
 function keyOf(cls) { return keys[cls] || keys[""]; }
+// Seals plain into out: nonce || ciphertext || tag. plain may be out[NONCE, ...) itself.
 function sealInto(key, plain, aad, out) {
   const nonce = randomBytes(NONCE);
   nonce.copy(out, 0);
@@ -226,6 +232,8 @@ function sealInto(key, plain, aad, out) {
   n += c.getAuthTag().copy(out, n);
   return n;
 }
+// Opens sealed into out; out may be sealed itself (the plaintext lands 12 bytes before the
+// ciphertext it came from, which has been read by then). Returns the length, or undefined.
 function openInto(key, sealed, aad, out) {
   if (sealed.length < NONCE + TAG || out.length < sealed.length - NONCE - TAG) return undefined;
   const d = createDecipheriv("aes-256-gcm", key, sealed.subarray(0, NONCE));
@@ -243,28 +251,30 @@ function job(m) {
   if (m.t === "hash") return { id: createHmac("sha256", k.idKey).update(data).digest() };
   const id = Buffer.from(m.id);
   if (m.t === "seal") {
-    let body = data, flags = 0;
-    if (m.level > 0) {
-      const z = scratchOf(zstd.compressBound(data.length));
-      let worth = data.length <= 2 * PROBE;
-      if (!worth) worth = cctx.compress(z, data.subarray(0, PROBE), 1) < PROBE * MIN_SAVING;
-      if (worth) {
-        const n = cctx.compress(z, data, m.level);
-        if (n < data.length * MIN_SAVING) { body = z.subarray(0, n); flags = FLAG_COMPRESSED; }
-      }
+    const out = Buffer.from(m.out);
+    if (m.level > 0 && (data.length <= 2 * PROBE || cctx.compress(probeOut, data.subarray(0, PROBE), 1) < PROBE * MIN_SAVING)) {
+      // Room for 97% of the chunk: a frame that does not fit did not save enough.
+      const room = Math.min(out.length - NONCE - TAG, Math.floor(data.length * MIN_SAVING));
+      let n = -1;
+      try { n = cctx.compress(out.subarray(NONCE, NONCE + room), data, m.level); } catch {}
+      if (n >= 0) return { len: sealInto(k.dataKey, out.subarray(NONCE, NONCE + n), id, out), flags: FLAG_COMPRESSED };
     }
-    return { len: sealInto(k.dataKey, body, id, Buffer.from(m.out)), flags };
+    return { len: sealInto(k.dataKey, data, id, out), flags: 0 };
   }
   const compressed = (m.flags & FLAG_COMPRESSED) !== 0;
-  // Without an output buffer (a check), the chunk lands in the second scratch buffer.
-  const out = m.out ? Buffer.from(m.out) : scratchOf(m.rawLength, 1);
-  const into = compressed ? scratchOf(data.length) : out;
+  // Without an output buffer (a check), a compressed chunk is decompressed into the scratch
+  // buffer and a raw one is checked where it was decrypted.
+  let out;
+  if (m.out) out = Buffer.from(m.out);
+  else if (compressed) out = scratchOf(m.rawLength);
+  else out = data;
+  const into = compressed ? data : out;
   const n = openInto(k.dataKey, data, id, into);
   if (n === undefined) return { err: "does not authenticate" };
   let len = n;
   if (compressed) {
     // The output buffer bounds what a hostile frame can expand to.
-    try { len = dctx.decompress(out, into.subarray(0, n)); } catch { return { err: "does not decompress into its recorded length" }; }
+    try { len = dctx.decompress(out.subarray(0, m.rawLength), into.subarray(0, n)); } catch { return { err: "does not decompress into its recorded length" }; }
   }
   if (len !== m.rawLength) return { err: "has " + len + " bytes, not " + m.rawLength };
   if (m.check && !createHmac("sha256", k.idKey).update(out.subarray(0, len)).digest().equals(id)) return { err: "does not hash to its id" };

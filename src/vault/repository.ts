@@ -14,6 +14,7 @@
 import type { KeyObject } from "node:crypto";
 import { randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
+import { availableParallelism } from "node:os";
 import type { Backend } from "./backend.js";
 import { ChunkIndex, decodeIndex } from "./chunk-index.js";
 import { type ChunkerParams, DEFAULT_CHUNKER_PARAMS, gearTable } from "./chunker.js";
@@ -63,7 +64,8 @@ export interface InitOptions {
 // 16 MiB: restic's default pack size; big enough for sequential I/O, small enough that a
 // pack in flight costs little memory.
 export const PACK_TARGET_BYTES_DEFAULT = 16 * 1024 * 1024;
-// Level 3: zstd's default, the speed/ratio balance restic's "auto" mode also uses.
+// Level 2: on chain data (signed transfers, random payloads) 0.3% larger than level 3 and 2.4x
+// faster (measured on a 64 MiB ledger segment: 1.85 against 4.39 ms/MiB on one core).
 export const COMPRESSION_LEVEL_DEFAULT = 2;
 
 /** The data class whose chunks use the repository's separate keys-data key. */
@@ -170,11 +172,22 @@ export class Repository {
   }
 
   /** Worker threads holding this repository's keys; the caller closes them. */
-  startCryptoWorkers(): CryptoWorkers {
-    return new CryptoWorkers({
-      "": { dataKey: this.master.dataKey, idKey: this.master.idKey },
-      [KEYS_CLASS]: { dataKey: this.master.keysDataKey, idKey: this.master.keysIdKey },
-    });
+  /**
+   * Crypto workers for bulk work. `mainThreadBusy`: the calling thread has a core's worth of
+   * its own work (a backup reads and cuts chunks), so one worker fewer than there are cores;
+   * otherwise (restore, verify: the main thread mostly waits on I/O) one per core. Each
+   * worker costs ~12 MiB; on 2 cores a backup with one worker is ~10% slower and ~20 MiB
+   * smaller (bench/backup).
+   */
+  startCryptoWorkers(mainThreadBusy = false): CryptoWorkers {
+    const cores = Math.min(4, availableParallelism());
+    return new CryptoWorkers(
+      {
+        "": { dataKey: this.master.dataKey, idKey: this.master.idKey },
+        [KEYS_CLASS]: { dataKey: this.master.keysDataKey, idKey: this.master.keysIdKey },
+      },
+      Math.max(1, mainThreadBusy ? cores - 1 : cores),
+    );
   }
 
   /** The data key and id key of a data class. */
