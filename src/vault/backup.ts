@@ -74,6 +74,7 @@ export async function backup(
   });
   try {
     const { index } = await repo.loadIndex();
+    cleanup.push(async () => index.close());
     const parent = o.force ? undefined : await findParent(repo, source, o.parent);
     const workers = repo.startCryptoWorkers(true);
     cleanup.push(() => workers.close());

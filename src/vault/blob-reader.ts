@@ -4,7 +4,7 @@
  * for why bulk paths never allocate per chunk).
  */
 import { BufferPool } from "./buffer-pool.js";
-import type { PackInfo } from "./chunk-index.js";
+import type { PackMeta } from "./chunk-index.js";
 import { SEAL_OVERHEAD_BYTES } from "./crypto.js";
 import type { CryptoWorkers } from "./crypto-workers.js";
 import { type PackEntry, packObjectName } from "./pack.js";
@@ -37,7 +37,7 @@ export class BlobReader {
    * The chunk's bytes are valid only until `use` settles.
    */
   /** Reads a blob and checks it, without keeping its chunk: undefined, or why it is damaged. */
-  async check(dataClass: string, pack: PackInfo, e: PackEntry): Promise<string | undefined> {
+  async check(dataClass: string, pack: PackMeta, e: PackEntry): Promise<string | undefined> {
     return this.sealedPool.with(async (sb) => {
       try {
         const sealed = await this.readSealed(pack, e, sb);
@@ -52,7 +52,7 @@ export class BlobReader {
     });
   }
 
-  private async readSealed(pack: PackInfo, e: PackEntry, sb: Buffer): Promise<Buffer> {
+  private async readSealed(pack: PackMeta, e: PackEntry, sb: Buffer): Promise<Buffer> {
     const name = packObjectName(pack.dataClass, pack.name);
     const b = this.repo.backend;
     return b.getRangeInto && e.length <= sb.length
@@ -62,7 +62,7 @@ export class BlobReader {
 
   async with<T>(
     dataClass: string,
-    pack: PackInfo,
+    pack: PackMeta,
     e: PackEntry,
     use: (data: Buffer | string) => Promise<T>,
   ): Promise<T> {

@@ -22,14 +22,21 @@ export interface CopyResult {
 export async function copySnapshots(from: Repository, to: Repository, refs?: string[]): Promise<CopyResult> {
   // A shared lock on the source: a prune there must not delete packs this copy still reads.
   const lock = await RepoLock.acquire(from.backend, { exclusive: false, op: "copy" });
+  const { index } = await from.loadIndex();
   try {
-    return await copyLocked(from, to, refs);
+    return await copyLocked(from, index, to, refs);
   } finally {
+    index.close();
     await lock.release();
   }
 }
 
-async function copyLocked(from: Repository, to: Repository, refs?: string[]): Promise<CopyResult> {
+async function copyLocked(
+  from: Repository,
+  index: ChunkIndex,
+  to: Repository,
+  refs?: string[],
+): Promise<CopyResult> {
   const all = await from.listSnapshots();
   const wanted = refs ? await Promise.all(refs.map((r) => from.resolveSnapshot(r))) : all;
   const there = new Set(
@@ -37,7 +44,6 @@ async function copyLocked(from: Repository, to: Repository, refs?: string[]): Pr
       "manifest" in s && s.manifest.origin ? [s.manifest.origin] : [],
     ),
   );
-  const { index } = await from.loadIndex();
   const out: CopyResult = { copied: [], skipped: [] };
   for (const s of wanted) {
     if ("problem" in s)

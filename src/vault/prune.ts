@@ -10,10 +10,10 @@
  */
 import { crashPoint } from "../util/crash-points.js";
 import { LocalBackend } from "./backends/local.js";
-import { encodeIndex, newIndexName, type PackInfo } from "./chunk-index.js";
+import { type ChunkIndex, encodeIndex, newIndexName, type PackInfo, type PackMeta } from "./chunk-index.js";
 import { VaultError, VaultErrorCode } from "./errors.js";
 import { RepoLock } from "./lock.js";
-import { PackBuilder, type PackEntry, packObjectName, parsePackObjectName, readPackHeader } from "./pack.js";
+import { PackBuilder, packObjectName, parsePackObjectName, readPackHeader } from "./pack.js";
 import type { Repository } from "./repository.js";
 import { manifestChunks } from "./snapshot.js";
 
@@ -45,6 +45,7 @@ const NEVER_REPACK = "ledger";
 
 export async function prune(repo: Repository, o: PruneOptions = {}): Promise<PruneResult> {
   const lock = await RepoLock.acquire(repo.backend, { exclusive: true, op: "prune" });
+  let loaded: ChunkIndex | undefined;
   try {
     const snaps = await repo.listSnapshots();
     const damaged = snaps.filter((s) => "problem" in s);
@@ -59,6 +60,7 @@ export async function prune(repo: Repository, o: PruneOptions = {}): Promise<Pru
         for (const c of manifestChunks(s.manifest)) used.add(Buffer.from(c.id, "hex").toString("latin1"));
 
     const { index, damaged: badIndex } = await repo.loadIndex();
+    loaded = index;
     const stored = await repo.backend.list("data/");
     // Packs no index names: left by a backup that died before its index, or named by a
     // damaged index object. Their headers say what they hold; used ones are adopted.
@@ -85,14 +87,14 @@ export async function prune(repo: Repository, o: PruneOptions = {}): Promise<Pru
       } else orphans.push({ name: obj.name, sizeBytes: obj.sizeBytes });
     }
 
-    const keep: PackInfo[] = [];
-    const drop: PackInfo[] = [];
-    const repack: PackInfo[] = [];
+    const keep: PackMeta[] = [];
+    const drop: PackMeta[] = [];
+    const repack: PackMeta[] = [];
     const placed = new Set<string>();
     const ratio = o.repackUnusedFraction ?? REPACK_UNUSED_DEFAULT;
     for (const p of index.packs.values()) {
       let usedBytes = 0;
-      for (const e of p.entries) {
+      for (const e of index.entriesOf(p.name)) {
         const k = e.id.toString("latin1");
         if (used.has(k) && !placed.has(k)) {
           usedBytes += e.length;
@@ -119,7 +121,7 @@ export async function prune(repo: Repository, o: PruneOptions = {}): Promise<Pru
     if (o.dryRun) return result;
 
     // Repack: copy the used sealed blobs into new packs of the same class.
-    const kept = new Set(keep.flatMap((p) => p.entries.map((e) => e.id.toString("latin1"))));
+    const kept = new Set(keep.flatMap((p) => index.entriesOf(p.name).map((e) => e.id.toString("latin1"))));
     const fresh: PackInfo[] = [];
     const builders = new Map<string, PackBuilder>();
     const flushBuilder = async (b: PackBuilder): Promise<void> => {
@@ -129,7 +131,7 @@ export async function prune(repo: Repository, o: PruneOptions = {}): Promise<Pru
     };
     for (const p of repack) {
       const bytes = await repo.backend.get(packObjectName(p.dataClass, p.name));
-      for (const e of p.entries as PackEntry[]) {
+      for (const e of index.entriesOf(p.name)) {
         const k = e.id.toString("latin1");
         if (!used.has(k) || kept.has(k)) continue;
         kept.add(k);
@@ -149,12 +151,11 @@ export async function prune(repo: Repository, o: PruneOptions = {}): Promise<Pru
     crashPoint("vault.prune-repacked");
 
     const oldIndex = [...index.files.keys()];
-    const all = [...keep, ...fresh];
+    // One slice of packs at a time: a large index is never whole in memory here either.
+    const all: (PackMeta | PackInfo)[] = [...keep, ...fresh];
     for (let i = 0; i < all.length; i += PACKS_PER_INDEX) {
-      await repo.backend.put(
-        newIndexName(),
-        encodeIndex(repo.master.dataKey, all.slice(i, i + PACKS_PER_INDEX)),
-      );
+      const slice = all.slice(i, i + PACKS_PER_INDEX).map((p) => ("entries" in p ? p : index.packInfo(p)));
+      await repo.backend.put(newIndexName(), encodeIndex(repo.master.dataKey, slice));
       result.indexObjects++;
     }
     crashPoint("vault.prune-indexed");
@@ -171,6 +172,7 @@ export async function prune(repo: Repository, o: PruneOptions = {}): Promise<Pru
     if (repo.backend instanceof LocalBackend) await repo.backend.removeStaleTemporaries();
     return result;
   } finally {
+    loaded?.close();
     await lock.release();
   }
 }

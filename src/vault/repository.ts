@@ -198,8 +198,14 @@ export class Repository {
   }
 
   /** Loads every index object; damaged ones are returned by name, not thrown. */
-  async loadIndex(): Promise<{ index: ChunkIndex; damaged: { name: string; problem: string }[] }> {
-    const index = new ChunkIndex();
+  /**
+   * Loads every index object. `memoryEntries`: chunks kept in memory before the index moves
+   * them to a temporary database (chunk-index.ts); the caller closes the index when done.
+   */
+  async loadIndex(
+    memoryEntries?: number,
+  ): Promise<{ index: ChunkIndex; damaged: { name: string; problem: string }[] }> {
+    const index = new ChunkIndex(memoryEntries);
     const damaged: { name: string; problem: string }[] = [];
     const objs = await this.backend.list("index/");
     await mapLimit(objs, 8, async (o) => {

@@ -113,6 +113,7 @@ export async function restore(
     const warnings: string[] = [];
     if (finished) warnings.push(`finished an interrupted restore of ${target} first`);
     const { index } = await repo.loadIndex();
+    cleanup.push(async () => index.close());
     await preflight(repo, index, snap.id, nodes, o.force === true, warnings);
 
     const staging = `${target}.restore-${snap.id.slice(0, 16)}`;

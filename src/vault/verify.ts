@@ -12,7 +12,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BlobReader } from "./blob-reader.js";
-import type { PackInfo } from "./chunk-index.js";
+import type { ChunkIndex, PackMeta } from "./chunk-index.js";
 import { decodeKeyFile } from "./keyfile.js";
 import { RepoLock } from "./lock.js";
 import { packObjectName, readPackHeader } from "./pack.js";
@@ -60,18 +60,20 @@ export interface VerifyResult {
 export async function verify(repo: Repository, o: VerifyOptions = {}): Promise<VerifyResult> {
   const t0 = Date.now();
   const lock = await RepoLock.acquire(repo.backend, { exclusive: false, op: "verify" });
+  let loaded: ChunkIndex | undefined;
   try {
     const repoProblems: string[] = [];
     for (const k of await repo.backend.list("keys/"))
       if (!decodeKeyFile(await repo.backend.get(k.name))) repoProblems.push(`key file ${k.name} is damaged`);
     const { index, damaged } = await repo.loadIndex();
+    loaded = index;
     for (const d of damaged) repoProblems.push(`index object ${d.name} ${d.problem}`);
     const stored = new Map((await repo.backend.list("data/")).map((x) => [x.name, x.sizeBytes]));
 
     const all = await repo.listSnapshots();
     const wanted = await selectSnapshots(repo, all, o.snapshots);
     const verdicts: SnapshotVerdict[] = [];
-    const packsOf = new Map<string, Set<PackInfo>>();
+    const packsOf = new Map<string, Set<PackMeta>>();
     for (const s of wanted) {
       const v: SnapshotVerdict = { id: s.id, ok: true, levels: {}, problems: [] };
       verdicts.push(v);
@@ -80,7 +82,7 @@ export async function verify(repo: Repository, o: VerifyOptions = {}): Promise<V
         continue;
       }
       v.time = s.manifest.time;
-      const packs = new Set<PackInfo>();
+      const packs = new Set<PackMeta>();
       packsOf.set(s.id, packs);
       for (const c of s.manifest.components)
         for (const f of c.files)
@@ -104,12 +106,12 @@ export async function verify(repo: Repository, o: VerifyOptions = {}): Promise<V
 
     const counters = { packsRead: 0, chunksRead: 0, bytesRead: 0 };
     if (o.readData || o.readDataSubsetPercent !== undefined) {
-      const used = new Set<PackInfo>();
+      const used = new Set<PackMeta>();
       for (const ps of packsOf.values()) for (const p of ps) used.add(p);
       let list = [...used].sort((a, b) => a.name.localeCompare(b.name));
       if (!o.readData && o.readDataSubsetPercent !== undefined)
         list = await rotatingSubset(repo, list, o.readDataSubsetPercent);
-      const bad = await readPacks(repo, list, stored, counters, o.onProgress);
+      const bad = await readPacks(repo, index, list, stored, counters, o.onProgress);
       for (const v of verdicts) {
         const packs = packsOf.get(v.id);
         if (!packs) continue;
@@ -162,6 +164,7 @@ export async function verify(repo: Repository, o: VerifyOptions = {}): Promise<V
       elapsedMs: Date.now() - t0,
     };
   } finally {
+    loaded?.close();
     await repo.backend.releaseIdle?.();
     await lock.release();
   }
@@ -179,7 +182,7 @@ async function selectSnapshots(
 }
 
 /** The next slice of `percent` of the packs: the slice index advances with each data run. */
-async function rotatingSubset(repo: Repository, packs: PackInfo[], percent: number): Promise<PackInfo[]> {
+async function rotatingSubset(repo: Repository, packs: PackMeta[], percent: number): Promise<PackMeta[]> {
   if (!(percent > 0 && percent <= 100))
     throw new RangeError(`--read-data-subset must be in (0, 100], got ${percent}`);
   const slices = Math.max(1, Math.round(100 / percent));
@@ -195,7 +198,8 @@ async function rotatingSubset(repo: Repository, packs: PackInfo[], percent: numb
  */
 async function readPacks(
   repo: Repository,
-  packs: PackInfo[],
+  index: ChunkIndex,
+  packs: PackMeta[],
   stored: Map<string, number>,
   counters: { packsRead: number; chunksRead: number; bytesRead: number },
   onProgress?: VerifyOptions["onProgress"],
@@ -217,13 +221,14 @@ async function readPacks(
         bad.set(p.name, `pack ${name}: ${entries}`);
         return;
       }
+      const indexed = index.entriesOf(p.name);
       if (
-        entries.length !== p.entries.length ||
+        entries.length !== indexed.length ||
         entries.some(
           (e, i) =>
-            !e.id.equals(p.entries[i]!.id) ||
-            e.offset !== p.entries[i]!.offset ||
-            e.length !== p.entries[i]!.length,
+            !e.id.equals(indexed[i]!.id) ||
+            e.offset !== indexed[i]!.offset ||
+            e.length !== indexed[i]!.length,
         )
       )
         bad.set(p.name, `pack ${name}: its header disagrees with the index`);

@@ -339,7 +339,11 @@ test("verify --read-data passes on a clean repository and records a structure an
   assert.equal(r.ok, true, JSON.stringify(r.snapshots.map((s) => s.problems)));
   assert.deepEqual(r.repoProblems, []);
   assert.equal(r.packsRead, index.packs.size, "every pack is read");
-  assert.equal(r.chunksRead, index.chunkCount, "every chunk is checked");
+  assert.equal(
+    r.chunksRead,
+    [...index.packs.values()].reduce((n, p) => n + p.entryCount, 0),
+    "every chunk is checked",
+  );
   assert.deepEqual(r.snapshots.map((s) => s.id).sort(), [s1.snapshotId, s2.snapshotId].sort());
   for (const s of r.snapshots) assert.deepEqual(s.levels, { structure: true, data: true });
 
@@ -363,7 +367,7 @@ test("verify --read-data finds a flipped bit in a pack, and restore then refuses
   const pack = [...index.packs.values()].find((p) => p.dataClass === "ledger")!;
   const path = join(root, "data", "ledger", pack.name.slice(0, 2), pack.name);
   const bytes = readFileSync(path);
-  bytes[Math.floor(pack.entries[0]!.length / 2)]! ^= 0x08;
+  bytes[Math.floor(index.entriesOf(pack.name)[0]!.length / 2)]! ^= 0x08;
   writeFileSync(path, bytes);
 
   const r = await verify(repo, { readData: true });
@@ -446,7 +450,7 @@ test("forget then prune removes the forgotten snapshots and their data, never re
   const packsBefore = await packsByClass(repo);
   const dataBytesBefore = (await repo.backend.list("data/")).reduce((s, o) => s + o.sizeBytes, 0);
   const onlyForgotten = [...indexBefore.packs.values()]
-    .flatMap((p) => p.entries.map((e) => e.id.toString("hex")))
+    .flatMap((p) => indexBefore.entriesOf(p.name).map((e) => e.id.toString("hex")))
     .filter((id) => !keptChunks.has(id));
   assert.ok(onlyForgotten.length > 0, "the forgotten snapshots had data of their own");
 
@@ -486,14 +490,14 @@ test("forget then prune removes the forgotten snapshots and their data, never re
       `forgotten chunk ${id.slice(0, 12)} survives only in a ledger pack`,
     );
     assert.ok(
-      loc.pack.entries.some((e) => keptChunks.has(e.id.toString("hex"))),
+      indexAfter.entriesOf(loc.pack.name).some((e) => keptChunks.has(e.id.toString("hex"))),
       "and only because that pack also holds kept data",
     );
   }
   assert.ok(gone > 0, `${gone} of ${onlyForgotten.length} forgotten chunks are gone`);
   assert.ok(
     [...ledgerAfter].some((name) =>
-      indexAfter.packs.get(name)!.entries.some((e) => !keptChunks.has(e.id.toString("hex"))),
+      indexAfter.entriesOf(name).some((e) => !keptChunks.has(e.id.toString("hex"))),
     ),
     "a ledger pack holding forgotten chunks was kept whole rather than repacked",
   );
