@@ -3,8 +3,10 @@
  * The chain generator writes a ledger of at least 2 GiB (plus the node's state database and
  * config); each tool, with a fresh repository, then takes a full backup, an incremental one
  * after 10% more blocks are appended (which also rewrites part of the state), a full restore
- * (checked byte for byte against the source) and a verification that reads all data. Every
- * command is timed by GNU time, which also gives its peak RSS.
+ * (checked byte for byte against the source; before each, scratch data of the node's size is
+ * written and deleted, so that every tool's writes start from the same page cache) and a
+ * verification that reads all data. Every command is timed by GNU time, which also gives
+ * its peak RSS.
  *
  *   node dist/bench/backup/run.js [--small] [--keep] [--work-dir <dir>] [--ledger-gib 2]
  *                                 [--tools chainvault,restic,borg]
@@ -31,6 +33,7 @@ import {
   timed,
   treeBytes,
   treeDigest,
+  warmWritePages,
 } from "./measure.js";
 import { resultTable, type Step, summaryJson, type ToolResult } from "./report.js";
 import { type BackupTool, makeTool, TOOL_NAMES, type ToolName } from "./tools.js";
@@ -181,6 +184,10 @@ async function main(): Promise<void> {
       const target = join(root, `restore-${r.name}`);
       const cmd = tool.restore(target);
       if (cmd.cwd) mkdirSync(cmd.cwd, { recursive: true });
+      say(
+        `${r.name}: writing and deleting ${mib(dataBytesAfter)} of scratch first, so fresh pages cost every tool the same`,
+      );
+      warmWritePages(join(root, "warm-up"), dataBytesAfter);
       if (step(r, "restore", cmd, logDir)) {
         const dir = findRestored(tool.restoredRoot(target), target);
         const differences = dir
