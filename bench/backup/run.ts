@@ -3,10 +3,10 @@
  * The chain generator writes a ledger of at least 2 GiB (plus the node's state database and
  * config); each tool, with a fresh repository, then takes a full backup, an incremental one
  * after 10% more blocks are appended (which also rewrites part of the state), a full restore
- * (checked byte for byte against the source; before each, scratch data of the node's size is
- * written and deleted, so that every tool's writes start from the same page cache) and a
- * verification that reads all data. Every command is timed by GNU time, which also gives
- * its peak RSS.
+ * (checked byte for byte against the source) and a verification that reads all data. Before
+ * each tool's full backup and restore, scratch data of the node's size is written and
+ * deleted, so that every tool's bulk writes start from the same page cache. Every command
+ * is timed by GNU time, which also gives its peak RSS.
  *
  *   node dist/bench/backup/run.js [--small] [--keep] [--work-dir <dir>] [--ledger-gib 2]
  *                                 [--tools chainvault,restic,borg]
@@ -155,13 +155,23 @@ async function main(): Promise<void> {
     const pagesBefore = pageHashes(statePath);
 
     const results: ToolResult[] = tools.map((name) => ({ name, steps: {} }));
+    const warm = (r: ToolResult, bytes: number): void => {
+      if (r.error) return;
+      say(
+        `${r.name}: writing and deleting ${mib(bytes)} of scratch first, so fresh pages cost every tool the same`,
+      );
+      warmWritePages(join(root, "warm-up"), bytes);
+    };
     const byName = new Map<ToolName, BackupTool>();
     for (const r of results) {
       const why = missing(r.name);
       if (why) r.error = { step: "init", message: why };
       const tool = makeTool(r.name, join(root, r.name), nodeDir);
       byName.set(r.name, tool);
-      if (step(r, "init", tool.init, logDir)) step(r, "full", tool.full, logDir);
+      if (step(r, "init", tool.init, logDir)) {
+        warm(r, dataBytes);
+        step(r, "full", tool.full, logDir);
+      }
     }
 
     say(`appending ${appendBlocks} blocks…`);
@@ -184,10 +194,7 @@ async function main(): Promise<void> {
       const target = join(root, `restore-${r.name}`);
       const cmd = tool.restore(target);
       if (cmd.cwd) mkdirSync(cmd.cwd, { recursive: true });
-      say(
-        `${r.name}: writing and deleting ${mib(dataBytesAfter)} of scratch first, so fresh pages cost every tool the same`,
-      );
-      warmWritePages(join(root, "warm-up"), dataBytesAfter);
+      warm(r, dataBytesAfter);
       if (step(r, "restore", cmd, logDir)) {
         const dir = findRestored(tool.restoredRoot(target), target);
         const differences = dir
