@@ -36,7 +36,6 @@ type Job =
       id: Uint8Array;
       flags: number;
       rawLength: number;
-      check: boolean;
       buf: SharedArrayBuffer;
       off: number;
       len: number;
@@ -150,20 +149,10 @@ export class CryptoWorkers {
     e: { id: Buffer; flags: number; rawLength: number },
     sealed: Buffer,
     out: Buffer,
-    check = true,
   ): Promise<number | string> {
     const o = rangeOf(out);
     if (o.off !== 0) throw new TypeError("An open output must start its shared buffer");
-    const r = await this.run({
-      t: "open",
-      cls,
-      id: e.id,
-      flags: e.flags,
-      rawLength: e.rawLength,
-      check,
-      ...rangeOf(sealed),
-      out: o.buf,
-    });
+    const r = await this.openJob(cls, e, sealed, o.buf);
     return r.err ?? r.len ?? "was not opened";
   }
 
@@ -177,16 +166,24 @@ export class CryptoWorkers {
     e: { id: Buffer; flags: number; rawLength: number },
     sealed: Buffer,
   ): Promise<string | undefined> {
-    const r = await this.run({
+    return (await this.openJob(cls, e, sealed)).err;
+  }
+
+  private openJob(
+    cls: string,
+    e: { id: Buffer; flags: number; rawLength: number },
+    sealed: Buffer,
+    out?: SharedArrayBuffer,
+  ): Promise<Reply> {
+    return this.run({
       t: "open",
       cls,
       id: e.id,
       flags: e.flags,
       rawLength: e.rawLength,
-      check: true,
       ...rangeOf(sealed),
+      ...(out ? { out } : {}),
     });
-    return r.err;
   }
 
   async close(): Promise<void> {
@@ -277,7 +274,7 @@ function job(m) {
     try { len = dctx.decompress(out.subarray(0, m.rawLength), into.subarray(0, n)); } catch { return { err: "does not decompress into its recorded length" }; }
   }
   if (len !== m.rawLength) return { err: "has " + len + " bytes, not " + m.rawLength };
-  if (m.check && !createHmac("sha256", k.idKey).update(out.subarray(0, len)).digest().equals(id)) return { err: "does not hash to its id" };
+  if (!createHmac("sha256", k.idKey).update(out.subarray(0, len)).digest().equals(id)) return { err: "does not hash to its id" };
   return { len };
 }
 require("node:v8").setFlagsFromString("--expose-gc");
