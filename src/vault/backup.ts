@@ -55,7 +55,7 @@ export interface BackupResult {
 }
 
 // Chunks on the crypto workers at once (hashing, then compressing and sealing the new ones):
-// 4 keeps two workers fed while the main thread reads and cuts (8 was no faster), and
+// 4 keeps the workers fed while the main thread reads and cuts (8 was no faster), and
 // bounds memory to a few read buffers.
 const IN_FLIGHT_CHUNKS = 4;
 

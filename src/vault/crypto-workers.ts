@@ -212,7 +212,7 @@ const cctx = new zstd.CCtx(), dctx = new zstd.DCtx();
 const probeOut = Buffer.allocUnsafe(zstd.compressBound(PROBE));
 let scratch = Buffer.alloc(0);
 function scratchOf(n) {
-  // Sized for the largest chunk at once (4 MiB by default), so it is made only once.
+  // Sized for a chunk of up to 4 MiB at once (the default maximum is 2 MiB), so it is made once.
   if (scratch.length < n) scratch = Buffer.allocUnsafe(Math.max(n, 4 * 1048576));
   return scratch;
 }

@@ -1,5 +1,5 @@
 /**
- * Turns new chunks into stored packs: compress (zstd, on the libuv thread pool), seal,
+ * Turns new chunks into stored packs: compress (zstd) and seal on the crypto workers,
  * append to the open pack of the chunk's class, store full packs, and write an index
  * object for what was stored. Packs are written before the index that names them and the
  * index before any snapshot that uses it, so a crash leaves only unreferenced packs.
