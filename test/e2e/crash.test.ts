@@ -40,6 +40,9 @@ test("a validator killed with SIGKILL 30 times under load restarts into a valid 
       );
 
       const target = await net.status(0);
+      // 60 s: catching up normally takes under a second, but one clean-clone run timed out at
+      // 20 s in round 3 (cause not found; the node logs were gone). The wait is to catch a stuck
+      // node, not a slow one, and a failure now reports where every node stands.
       await waitFor(
         `round ${round}: node-1 to catch up to height ${target.height}`,
         async () => {
@@ -49,9 +52,21 @@ test("a validator killed with SIGKILL 30 times under load restarts into a valid 
           const [ours] = await net.client(victim).hashes(target.height, target.height);
           return theirs === ours;
         },
-        20_000,
+        60_000,
         50,
-      );
+      ).catch(async (err: unknown) => {
+        // Say where every node stands, for whoever reads the failure.
+        const all = await Promise.all(
+          [0, 1, 2, 3].map((i) =>
+            net.status(i).then(
+              (st) =>
+                `node-${i} height ${st.height} head ${st.headHash.slice(0, 12)}${st.syncing ? " syncing" : ""}`,
+              (e: unknown) => `node-${i} unreachable: ${(e as Error).message}`,
+            ),
+          ),
+        );
+        throw new Error(`${(err as Error).message}; ${all.join("; ")}`);
+      });
 
       const cp = await net.client(victim).checkpoint();
       const report = await validateNodeData(cp.dir, net.genesis);
