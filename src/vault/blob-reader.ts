@@ -32,10 +32,6 @@ export class BlobReader {
     return this.workers.close();
   }
 
-  /**
-   * Runs `use` with the blob's chunk, or the reason it is damaged (a read error included).
-   * The chunk's bytes are valid only until `use` settles.
-   */
   /** Reads a blob and checks it, without keeping its chunk: undefined, or why it is damaged. */
   async check(dataClass: string, pack: PackMeta, e: PackEntry): Promise<string | undefined> {
     return this.sealedPool.with(async (sb) => {
@@ -60,6 +56,10 @@ export class BlobReader {
       : await b.getRange(name, e.offset, e.length);
   }
 
+  /**
+   * Runs `use` with the blob's chunk, or the reason it is damaged (a read error included).
+   * The chunk's bytes are valid only until `use` settles.
+   */
   async with<T>(
     dataClass: string,
     pack: PackMeta,

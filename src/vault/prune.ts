@@ -92,9 +92,12 @@ export async function prune(repo: Repository, o: PruneOptions = {}): Promise<Pru
     const repack: PackMeta[] = [];
     const placed = new Set<string>();
     const ratio = o.repackUnusedFraction ?? REPACK_UNUSED_DEFAULT;
+    // Chunks in packs that stay as they are: a repack copies none of these.
+    const kept = new Set<string>();
     for (const p of index.packs.values()) {
       let usedBytes = 0;
-      for (const e of index.entriesOf(p.name)) {
+      const entries = index.entriesOf(p.name);
+      for (const e of entries) {
         const k = e.id.toString("latin1");
         if (used.has(k) && !placed.has(k)) {
           usedBytes += e.length;
@@ -103,7 +106,10 @@ export async function prune(repo: Repository, o: PruneOptions = {}): Promise<Pru
       }
       if (usedBytes === 0) drop.push(p);
       else if (p.dataClass !== NEVER_REPACK && 1 - usedBytes / p.sizeBytes > ratio) repack.push(p);
-      else keep.push(p);
+      else {
+        keep.push(p);
+        for (const e of entries) kept.add(e.id.toString("latin1"));
+      }
     }
     let missing = 0;
     for (const k of used) if (!placed.has(k)) missing++;
@@ -121,7 +127,6 @@ export async function prune(repo: Repository, o: PruneOptions = {}): Promise<Pru
     if (o.dryRun) return result;
 
     // Repack: copy the used sealed blobs into new packs of the same class.
-    const kept = new Set(keep.flatMap((p) => index.entriesOf(p.name).map((e) => e.id.toString("latin1"))));
     const fresh: PackInfo[] = [];
     const builders = new Map<string, PackBuilder>();
     const flushBuilder = async (b: PackBuilder): Promise<void> => {

@@ -171,9 +171,8 @@ export class Repository {
     );
   }
 
-  /** Worker threads holding this repository's keys; the caller closes them. */
   /**
-   * Crypto workers for bulk work. `mainThreadBusy`: the calling thread has a core's worth of
+   * Worker threads holding this repository's keys, for bulk work; the caller closes them. `mainThreadBusy`: the calling thread has a core's worth of
    * its own work (a backup reads and cuts chunks), so one worker fewer than there are cores;
    * otherwise (restore, verify: the main thread mostly waits on I/O) one per core. Each
    * worker costs ~12 MiB; on 2 cores a backup with one worker is ~10% slower and ~20 MiB
@@ -197,9 +196,8 @@ export class Repository {
       : { dataKey: this.master.dataKey, idKey: this.master.idKey };
   }
 
-  /** Loads every index object; damaged ones are returned by name, not thrown. */
   /**
-   * Loads every index object. `memoryEntries`: chunks kept in memory before the index moves
+   * Loads every index object; damaged ones are returned by name, not thrown. `memoryEntries`: chunks kept in memory before the index moves
    * them to a temporary database (chunk-index.ts); the caller closes the index when done.
    */
   async loadIndex(
