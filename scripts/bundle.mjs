@@ -17,7 +17,12 @@ const external = Object.keys(pkg.dependencies).filter((d) => !inlined.has(d));
 rmSync("dist/src/cli-bundle", { recursive: true, force: true });
 
 await build({
-  entryPoints: ["dist/src/cli/main.js"],
+  // The block check worker is an entry of its own: chain/check-pool.js starts it from the
+  // directory its own code is in (new URL("./check-worker.js", import.meta.url)).
+  entryPoints: [
+    { in: "dist/src/cli/main.js", out: "main" },
+    { in: "dist/src/chain/check-worker.js", out: "check-worker" },
+  ],
   outdir: "dist/src/cli-bundle",
   bundle: true,
   splitting: true,

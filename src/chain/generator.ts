@@ -17,8 +17,8 @@ import { acquireLock } from "./run-node.js";
 import { SignerPool } from "./signer-pool.js";
 import { ChainStore, prepareBlock } from "./storage/chain-store.js";
 import { txSigningMessage } from "./tx.js";
-import type { Account, Transaction } from "./types.js";
-import { executeTxs, type StateReader } from "./validate.js";
+import type { Transaction } from "./types.js";
+import { executeTxs, StateOverlay } from "./validate.js";
 import { Watermark } from "./watermark.js";
 
 export interface GenerateOptions {
@@ -254,10 +254,7 @@ async function extendChain(s: ChainStart, o: GenerateOptions): Promise<number> {
       const sigs = await current.signatures;
       // Blocks of the batch execute against an overlay of the ones before them, and the
       // whole batch is committed (and fsynced) at once with the executions computed here.
-      const overlay = new Map<string, Account>();
-      const view: StateReader = {
-        getAccount: (pk) => overlay.get(pk.toString("latin1")) ?? store.state.getAccount(pk),
-      };
+      const view = new StateOverlay(store.state);
       const built: { ib: ReturnType<typeof prepareBlock>; ex: ReturnType<typeof executeTxs> }[] = [];
       let k = 0;
       for (let height = h0; height <= h1; height++) {
@@ -266,7 +263,7 @@ async function extendChain(s: ChainStart, o: GenerateOptions): Promise<number> {
           signature: Buffer.from(sigs.subarray(k * 64, ++k * 64)),
         }));
         const ex = executeTxs(view, lt, height, txs);
-        for (const c of ex.changes.values()) overlay.set(c.pubkey.toString("latin1"), c.after);
+        view.set(ex.changes);
         lt = ex.ltHash;
         const proposer = height % validators;
         const ts = parent.ts + blockTimeMs;

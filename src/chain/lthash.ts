@@ -11,12 +11,14 @@ import { Writer } from "./encoding.js";
 import type { Account } from "./types.js";
 
 // 1024 lanes of 16 bits: the LtHash16 parameters, about 200 bits of security.
-const LANES = 1024;
+export const LANES = 1024;
+/** Size of an encoded account leaf. */
+export const LEAF_BYTES = 48;
 const ROOT_DOMAIN = Buffer.from("chainvault/state/v1");
 
 /** The bytes that commit to one account. */
 export function accountLeaf(pubkey: Buffer, acct: Account): Buffer {
-  return new Writer(48).fixed(pubkey, 32).u64(acct.balance).u64(acct.nonce).finish();
+  return new Writer(LEAF_BYTES).fixed(pubkey, 32).u64(acct.balance).u64(acct.nonce).finish();
 }
 
 // 8192 expansions (16 MiB): a block's new leaf is the next block's old leaf for the same
@@ -70,6 +72,12 @@ export class LtHash {
     const x = expand(leaf);
     const l = this.lanes;
     for (let i = 0; i < LANES; i++) l[i] = (l[i]! - x[i]!) & 0xffff;
+  }
+
+  /** Adds another LtHash's lanes (a delta: the leaves one block added minus those it removed). */
+  addLanes(d: Uint16Array): void {
+    const l = this.lanes;
+    for (let i = 0; i < LANES; i++) l[i] = (l[i]! + d[i]!) & 0xffff;
   }
 
   /** A copy of the lanes as little-endian bytes. */

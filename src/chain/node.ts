@@ -17,7 +17,7 @@ import {
   type ChainStore,
   type ImportedBlock,
   prepareBlock,
-  startSignatureCheck,
+  startBlockChecks,
 } from "./storage/chain-store.js";
 import { txSigningMessage } from "./tx.js";
 import type { ChainTip, Transaction } from "./types.js";
@@ -376,7 +376,7 @@ export class ChainNode {
     const stage = (a: number, b: number): Stage => {
       const result = client.blocks(a, b).then((batch) => {
         const prepared = batch.map((x) => prepareBlock(x.block, x.bytes));
-        return { prepared, sigs: startSignatureCheck(this.genesis, prepared) };
+        return { prepared, sigs: startBlockChecks(this.genesis, prepared) };
       });
       result.catch(() => undefined);
       return { from: a, to: b, result };

@@ -6,7 +6,7 @@
 import { CodedError } from "../util/errors.js";
 import { headerSigningMessage, txRootOf } from "./block.js";
 import { earliestTimestamp, proposerRank } from "./consensus.js";
-import { hex, verifyAsync } from "./crypto.js";
+import { hex, verifySync } from "./crypto.js";
 import type { Genesis } from "./genesis.js";
 import { accountLeaf, type LtHash } from "./lthash.js";
 import { txSigningMessage } from "./tx.js";
@@ -69,6 +69,17 @@ export function checkHeader(
   block: Block,
   opts: HeaderCheckOptions = {},
 ): void {
+  checkLinks(genesis, parent, block, opts);
+  checkBody(genesis, block);
+}
+
+/** Checks how a block follows its parent: height, parent hash, proposer and timestamps. */
+export function checkLinks(
+  genesis: Genesis,
+  parent: ParentRef,
+  block: Block,
+  opts: HeaderCheckOptions = {},
+): void {
   const h = block.header;
   const n = genesis.validatorCount;
   if (h.height !== parent.height + 1)
@@ -106,6 +117,14 @@ export function checkHeader(
       `timestamp ${h.timestampMs} is ahead of the local clock ${opts.nowMs}`,
     );
   }
+}
+
+/**
+ * Checks a block's body against its header: the transaction count, the block limit and
+ * the transaction root. Needs nothing but the block, so it runs on the check workers.
+ */
+export function checkBody(genesis: Genesis, block: Block): void {
+  const h = block.header;
   if (block.txs.length !== h.txCount)
     fail(BlockErrorCode.Decode, h.height, "transaction count differs from the header");
   if (h.txCount > genesis.doc.maxTxsPerBlock) {
@@ -120,39 +139,41 @@ export function checkHeader(
 }
 
 /**
- * Verifies the proposer's signature and every transaction signature of the blocks, all at
- * once on the thread pool, and throws for the first bad one in chain order.
+ * Verifies the proposer's signature and every transaction signature of a block on the
+ * calling thread (a check worker), and throws for the first bad one.
  */
-export async function checkSignatures(genesis: Genesis, blocks: Block[]): Promise<void> {
-  const jobs: Promise<boolean>[] = [];
-  for (const b of blocks) {
-    const key = genesis.validatorKeys[b.header.proposer];
-    if (!key)
-      fail(
-        BlockErrorCode.BadProposer,
-        b.header.height,
-        `proposer index ${b.header.proposer} is not a validator`,
-      );
-    jobs.push(verifyAsync(key, headerSigningMessage(genesis.hash, b.header), b.header.signature));
-    for (const tx of b.txs) jobs.push(verifyAsync(tx.from, txSigningMessage(genesis.hash, tx), tx.signature));
-  }
-  const results = await Promise.all(jobs);
-  let i = 0;
-  for (const b of blocks) {
-    if (!results[i++])
-      fail(BlockErrorCode.BadSignature, b.header.height, `proposer signature does not verify`);
-    for (let t = 0; t < b.txs.length; t++) {
-      if (!results[i++])
-        fail(BlockErrorCode.BadTxSignature, b.header.height, `transaction ${t} signature does not verify`, {
-          tx: t,
-        });
-    }
+export function checkSignatures(genesis: Genesis, block: Block): void {
+  const h = block.header;
+  const key = genesis.validatorKeys[h.proposer];
+  if (!key) fail(BlockErrorCode.BadProposer, h.height, `proposer index ${h.proposer} is not a validator`);
+  if (!verifySync(key, headerSigningMessage(genesis.hash, h), h.signature))
+    fail(BlockErrorCode.BadSignature, h.height, "proposer signature does not verify");
+  for (let t = 0; t < block.txs.length; t++) {
+    const tx = block.txs[t]!;
+    if (!verifySync(tx.from, txSigningMessage(genesis.hash, tx), tx.signature))
+      fail(BlockErrorCode.BadTxSignature, h.height, `transaction ${t} signature does not verify`, { tx: t });
   }
 }
 
 /** Reads accounts of the state a block applies to. */
 export interface StateReader {
   getAccount(pubkey: Buffer): Account | undefined;
+}
+
+/** A state with the changes of blocks executed but not yet written laid over it. */
+export class StateOverlay implements StateReader {
+  private readonly accounts = new Map<string, Account>();
+
+  constructor(private readonly base: StateReader) {}
+
+  getAccount(pubkey: Buffer): Account | undefined {
+    return this.accounts.get(pubkey.toString("latin1")) ?? this.base.getAccount(pubkey);
+  }
+
+  /** Lays a block's changes over the state. */
+  set(changes: Changes): void {
+    for (const [key, c] of changes) this.accounts.set(key, c.after);
+  }
 }
 
 /** One account's value before and after a block; `before` undefined means it did not exist. */
@@ -162,9 +183,12 @@ export interface AccountChange {
   after: Account;
 }
 
+/** The accounts a block's transactions changed, keyed by the latin1 of the public key. */
+export type Changes = Map<string, AccountChange>;
+
 /** The result of applying transactions: the changed accounts and the new commitment. */
 export interface Execution {
-  changes: Map<string, AccountChange>;
+  changes: Changes;
   ltHash: LtHash;
   stateRoot: Buffer;
   /** The transactions applied, in order (all of them unless `skipInvalid`). */
@@ -174,8 +198,9 @@ export interface Execution {
 const U64_MAX = (1n << 64n) - 1n;
 
 /**
- * Applies transactions in order to a view of the state. With `skipInvalid` (block
- * building) a transaction that does not apply is left out; otherwise it fails the block.
+ * Applies transactions in order to a view of the state and commits the result: the new
+ * state root over `base`. With `skipInvalid` (block building) a transaction that does not
+ * apply is left out; otherwise it fails the block.
  */
 export function executeTxs(
   state: StateReader,
@@ -184,7 +209,26 @@ export function executeTxs(
   txs: Transaction[],
   opts: { skipInvalid?: boolean } = {},
 ): Execution {
-  const changes = new Map<string, AccountChange>();
+  const { changes, included } = applyTxs(state, height, txs, opts);
+  const lt = base.clone();
+  for (const c of changes.values()) {
+    if (c.before) lt.remove(accountLeaf(c.pubkey, c.before));
+    lt.add(accountLeaf(c.pubkey, c.after));
+  }
+  return { changes, ltHash: lt, stateRoot: lt.root(), included };
+}
+
+/**
+ * The state transition without the commitment: which accounts the transactions change,
+ * and to what. The commitment (LtHash) can then be computed elsewhere, on the check workers.
+ */
+export function applyTxs(
+  state: StateReader,
+  height: number,
+  txs: Transaction[],
+  opts: { skipInvalid?: boolean } = {},
+): { changes: Changes; included: Transaction[] } {
+  const changes: Changes = new Map();
   // Each account is read from the state at most once per call.
   const loaded = new Map<string, Account | undefined>();
   const get = (pk: Buffer): { key: string; acct: Account | undefined } => {
@@ -227,23 +271,23 @@ export function executeTxs(
     put(to.key, tx.to, { balance: recipient.balance + tx.amount, nonce: recipient.nonce });
     included.push(tx);
   }
-  const lt = base.clone();
-  for (const c of changes.values()) {
-    if (c.before) lt.remove(accountLeaf(c.pubkey, c.before));
-    lt.add(accountLeaf(c.pubkey, c.after));
-  }
-  return { changes, ltHash: lt, stateRoot: lt.root(), included };
+  return { changes, included };
 }
 
 /** Applies a block's transactions and checks the state root its header commits to. */
 export function executeBlock(state: StateReader, base: LtHash, block: Block): Execution {
   const ex = executeTxs(state, base, block.header.height, block.txs);
-  if (!ex.stateRoot.equals(block.header.stateRoot)) {
+  checkStateRoot(block, ex.stateRoot);
+  return ex;
+}
+
+/** Throws BLOCK_BAD_STATE_ROOT unless `root` is the state root the block's header commits to. */
+export function checkStateRoot(block: Block, root: Buffer): void {
+  if (!root.equals(block.header.stateRoot)) {
     fail(
       BlockErrorCode.BadStateRoot,
       block.header.height,
-      `state root ${hex(ex.stateRoot)} differs from the header's ${hex(block.header.stateRoot)}`,
+      `state root ${hex(root)} differs from the header's ${hex(block.header.stateRoot)}`,
     );
   }
-  return ex;
 }

@@ -8,6 +8,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { decodeBlock, HEADER_BYTES } from "../chain/block.js";
+import { CheckPool } from "../chain/check-pool.js";
 import { blockWeight } from "../chain/consensus.js";
 import { hex, sha256 } from "../chain/crypto.js";
 import type { Genesis } from "../chain/genesis.js";
@@ -16,9 +17,11 @@ import { readSegments } from "../chain/storage/segment-reader.js";
 import { StateStore } from "../chain/storage/state-store.js";
 import type { Account, Block } from "../chain/types.js";
 import {
-  checkHeader,
-  checkSignatures,
-  executeBlock,
+  applyTxs,
+  BlockError,
+  type Changes,
+  checkLinks,
+  checkStateRoot,
   type ParentRef,
   type StateReader,
 } from "../chain/validate.js";
@@ -56,10 +59,11 @@ export interface ValidateOptions {
   onProgress?: (height: number) => void;
 }
 
-// 512 blocks per signature batch: enough work to keep the thread pool full while the
-// main thread replays the previous batch; bounds memory to a few batches of blocks.
+// 256 blocks per batch: enough work to keep every check worker busy while the main thread
+// executes the next batch; bounds memory to a few batches of blocks.
 const BATCH_BLOCKS = 256;
-// 2 batches ahead: the thread pool always has queued work while the main thread replays.
+// 2 batches ahead: the workers always have queued checks while the main thread waits on
+// the oldest batch's results.
 const AHEAD_BATCHES = 2;
 
 class MemoryState implements StateReader {
@@ -69,9 +73,21 @@ class MemoryState implements StateReader {
   }
 }
 
-interface Pending {
-  blocks: { block: Block; hash: Buffer; file: string; offset: number; size: number }[];
-  sigs: Promise<unknown>;
+interface ReadBlock {
+  block: Block;
+  bytes: Buffer;
+  hash: Buffer;
+  file: string;
+  offset: number;
+}
+
+/** A batch read, linked and executed in order, whose checks and commitment are on the workers. */
+interface Batch {
+  blocks: ReadBlock[];
+  /** The changes of each block executed (a prefix of `blocks` if one failed to execute). */
+  changes: Changes[];
+  checks: Promise<unknown>;
+  deltas: Promise<Uint16Array[]>;
 }
 
 export async function validateNodeData(
@@ -80,71 +96,103 @@ export async function validateNodeData(
   o: ValidateOptions = {},
 ): Promise<ValidationReport> {
   const t0 = Date.now();
+  const pool = CheckPool.for(genesis);
   const state = new MemoryState();
   for (const [k, a] of genesis.initialAccounts) state.accounts.set(k, a);
-  let lt: LtHash = genesis.initialLtHash.clone();
-  let parent: ParentRef = { height: 0, hash: genesis.hash, timestampMs: genesis.doc.genesisTimeMs };
+  const lt: LtHash = genesis.initialLtHash.clone();
+  const genesisRef: ParentRef = { height: 0, hash: genesis.hash, timestampMs: genesis.doc.genesisTimeMs };
+  // The last block that passed every check, and the last one linked and executed.
+  let parent = genesisRef;
+  let linked = genesisRef;
   let weight = 0n;
   let blocks = 0;
   let txs = 0;
   let ledgerBytes = 0;
   let fault: ValidationFault | undefined;
   const n = genesis.validatorCount;
+  const faultOf = (b: ReadBlock, err: unknown): ValidationFault => ({
+    height: b.block.header.height,
+    code: (err as { code?: string }).code ?? "BLOCK_INVALID",
+    message: errorMessage(err),
+    file: b.file,
+    offset: b.offset,
+  });
 
-  const startSigs = (batch: Pending["blocks"]): Pending => {
-    const sigs = checkSignatures(
-      genesis,
-      batch.map((b) => b.block),
-    ).then(
-      () => undefined,
-      (err: unknown) => err,
-    );
-    return { blocks: batch, sigs };
+  /** Links and executes a batch in order; the first block that fails stops it. */
+  const execute = (batch: ReadBlock[]): { batch: Batch; fault: ValidationFault | undefined } => {
+    const checks = pool.check(batch).catch((err: unknown) => err);
+    const changes: Changes[] = [];
+    let failed: ValidationFault | undefined;
+    for (const b of batch) {
+      try {
+        checkLinks(genesis, linked, b.block);
+        const ex = applyTxs(state, b.block.header.height, b.block.txs);
+        for (const c of ex.changes.values()) state.accounts.set(c.pubkey.toString("hex"), c.after);
+        changes.push(ex.changes);
+      } catch (err) {
+        failed = faultOf(b, err);
+        break;
+      }
+      linked = { height: b.block.header.height, hash: b.hash, timestampMs: b.block.header.timestampMs };
+    }
+    return { batch: { blocks: batch, changes, checks, deltas: pool.deltas(changes) }, fault: failed };
   };
 
-  const replay = async (p: Pending): Promise<boolean> => {
-    const sigErr = (await p.sigs) as
-      | { detail?: { height?: number; code?: string }; message?: string }
-      | undefined;
-    for (const b of p.blocks) {
+  /** Takes a batch's checks and commitment in order; false at the first block that fails. */
+  const finish = async (p: Batch): Promise<boolean> => {
+    const [checkError, deltas] = await Promise.all([p.checks, p.deltas]);
+    if (checkError !== undefined && !(checkError instanceof BlockError)) throw checkError;
+    for (let i = 0; i < p.changes.length; i++) {
+      const b = p.blocks[i]!;
       const h = b.block.header.height;
       try {
-        if (sigErr?.detail?.height === h) throw sigErr;
-        checkHeader(genesis, parent, b.block);
-        const ex = executeBlock(state, lt, b.block);
-        for (const c of ex.changes.values()) state.accounts.set(c.pubkey.toString("hex"), c.after);
-        lt = ex.ltHash;
+        if (checkError?.height === h) throw checkError;
+        lt.addLanes(deltas[i]!);
+        checkStateRoot(b.block, lt.root());
       } catch (err) {
-        fault = {
-          height: h,
-          code: (err as { code?: string }).code ?? "BLOCK_INVALID",
-          message: errorMessage(err),
-          file: b.file,
-          offset: b.offset,
-        };
+        fault = faultOf(b, err);
         return false;
       }
       parent = { height: h, hash: b.hash, timestampMs: b.block.header.timestampMs };
       weight += blockWeight(h, b.block.header.proposer, n);
       blocks++;
       txs += b.block.txs.length;
-      ledgerBytes += b.size;
+      ledgerBytes += b.bytes.length;
     }
     o.onProgress?.(parent.height);
     return true;
   };
 
   const ledgerDir = join(dataDir, "ledger");
-  let batch: Pending["blocks"] = [];
-  // Batches whose signatures are verifying while an earlier one replays.
-  const inflight: Pending[] = [];
+  let batch: ReadBlock[] = [];
+  // Batches executed whose checks and commitment are still on the workers.
+  const inflight: Batch[] = [];
   let stopped = false;
+  // The first fault met while reading or executing; it counts only if every block before
+  // it passes the checks still in flight.
+  let pendingFault: ValidationFault | undefined;
+  const submit = async (): Promise<boolean> => {
+    const r = execute(batch);
+    batch = [];
+    inflight.push(r.batch);
+    if (r.fault) {
+      pendingFault = r.fault;
+      return false;
+    }
+    while (inflight.length > AHEAD_BATCHES) {
+      if (!(await finish(inflight.shift()!))) {
+        stopped = true;
+        return false;
+      }
+    }
+    return true;
+  };
   let expected = 1;
   if (existsSync(ledgerDir)) {
     for (const e of readSegments(ledgerDir)) {
       if (e.kind === "seal") continue;
       if (e.kind === "fault") {
-        fault = {
+        pendingFault = {
           height: expected,
           code: "LEDGER_CORRUPT",
           message: `Ledger fault before block ${expected}: ${e.reason}`,
@@ -160,7 +208,7 @@ export async function validateNodeData(
         if (block.header.height !== e.height)
           throw new Error(`block says height ${block.header.height} in a record for ${e.height}`);
       } catch (err) {
-        fault = {
+        pendingFault = {
           height: expected,
           code: "LEDGER_CORRUPT",
           message: `Block ${expected} cannot be read: ${errorMessage(err)}`,
@@ -172,30 +220,18 @@ export async function validateNodeData(
       expected++;
       batch.push({
         block,
+        bytes: e.payload,
         hash: sha256(e.payload.subarray(0, HEADER_BYTES)),
         file: e.file,
         offset: e.offset,
-        size: e.payload.length,
       });
-      if (batch.length >= BATCH_BLOCKS) {
-        inflight.push(startSigs(batch));
-        batch = [];
-        if (inflight.length > AHEAD_BATCHES && !(await replay(inflight.shift()!))) {
-          stopped = true;
-          break;
-        }
-      }
+      if (batch.length >= BATCH_BLOCKS && !(await submit())) break;
     }
   }
-  // A fault found while reading counts only if every block before it replays; a replay
-  // fault (stopped) is already the first one.
-  if (!stopped) {
-    const readFault = fault;
-    fault = undefined;
-    if (batch.length > 0) inflight.push(startSigs(batch));
-    while (!stopped && inflight.length > 0) stopped = !(await replay(inflight.shift()!));
-    if (!stopped) fault = readFault;
-  }
+  // A fault met while reading leaves the blocks before it in `batch`: they still count.
+  if (!stopped && batch.length > 0) await submit();
+  while (!stopped && inflight.length > 0) stopped = !(await finish(inflight.shift()!));
+  if (!stopped) fault = pendingFault;
 
   let stateDbMatches: boolean | null = null;
   if (!fault && !o.skipStateDb && existsSync(join(dataDir, "state", "state.db"))) {

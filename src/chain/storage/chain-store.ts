@@ -15,18 +15,25 @@ import { copyFilePrefix, fsyncDir, writeFileAtomic } from "../../util/fs-atomic.
 import type { Logger } from "../../util/logger.js";
 import { Mutex } from "../../util/mutex.js";
 import { decodeBlock, encodeBlock, HEADER_BYTES } from "../block.js";
+import { CheckPool } from "../check-pool.js";
 import { blockWeight, isBetterTip } from "../consensus.js";
 import { hex, sha256 } from "../crypto.js";
 import { Reader, Writer } from "../encoding.js";
 import type { Genesis } from "../genesis.js";
 import { BLOCK_BYTES_MAX, type Block, type ChainTip } from "../types.js";
 import {
+  applyTxs,
+  BlockError,
+  type Changes,
+  checkBody,
   checkHeader,
-  checkSignatures,
+  checkLinks,
+  checkStateRoot,
   type Execution,
   executeBlock,
   type HeaderCheckOptions,
   type ParentRef,
+  StateOverlay,
 } from "../validate.js";
 import { type LedgerItem, LedgerStore, type SegmentInfo } from "./ledger-store.js";
 import { StateStore } from "./state-store.js";
@@ -79,22 +86,19 @@ export interface Checkpoint {
 export interface ImportOptions extends HeaderCheckOptions {
   /** Skip signature checks: only for blocks this process signed itself or built offline. */
   trustedSignatures?: boolean;
-  /** A signature check already started with {@link startSignatureCheck}, for pipelining. */
+  /** The checks already started with {@link startBlockChecks}, for pipelining. */
   signatures?: Promise<unknown>;
 }
 
 /**
- * Starts checking the blocks' signatures on the thread pool. The promise resolves to the
- * first BlockError found, or undefined; it never rejects, so it can wait unobserved.
+ * Starts the stateless checks of blocks (body, signatures) on the check workers. The
+ * promise resolves to the first error found, or undefined; it never rejects, so it can
+ * wait unobserved.
  */
-export function startSignatureCheck(genesis: Genesis, blocks: ImportedBlock[]): Promise<unknown> {
-  return checkSignatures(
-    genesis,
-    blocks.map((b) => b.block),
-  ).then(
-    () => undefined,
-    (err: unknown) => err,
-  );
+export function startBlockChecks(genesis: Genesis, blocks: ImportedBlock[]): Promise<unknown> {
+  return CheckPool.for(genesis)
+    .check(blocks)
+    .catch((err: unknown) => err);
 }
 
 export class ChainStore {
@@ -241,14 +245,17 @@ export class ChainStore {
     }
   }
 
-  private applyToState(ib: ImportedBlock): Execution {
-    const ex = executeBlock(this.state, this.state.ltHash, ib.block);
-    const n = this.genesis.validatorCount;
+  private applyToState(ib: ImportedBlock): void {
+    this.writeExecuted(ib, executeBlock(this.state, this.state.ltHash, ib.block));
+  }
+
+  /** Writes a block already executed and checked to the state. Call inside a transaction. */
+  private writeExecuted(ib: ImportedBlock, ex: Execution): void {
+    const h = ib.block.header;
     const weight =
-      (this.state.head?.weight ?? 0n) + blockWeight(ib.block.header.height, ib.block.header.proposer, n);
-    this.state.apply({ height: ib.block.header.height, hash: ib.hash, weight }, ex, true);
-    if (this.opts.undoDepth > 0) this.state.pruneUndo(ib.block.header.height - this.opts.undoDepth);
-    return ex;
+      (this.state.head?.weight ?? 0n) + blockWeight(h.height, h.proposer, this.genesis.validatorCount);
+    this.state.apply({ height: h.height, hash: ib.hash, weight }, ex, true);
+    if (this.opts.undoDepth > 0) this.state.pruneUndo(h.height - this.opts.undoDepth);
   }
 
   private ledgerItem(ib: ImportedBlock): LedgerItem {
@@ -257,46 +264,67 @@ export class ChainStore {
 
   /**
    * Validates and appends blocks that extend the tip. Blocks before the first invalid one
-   * are kept; the invalid one's error is thrown. Signatures are checked on all cores.
+   * are kept; the invalid one's error is thrown. The blocks are linked and executed here,
+   * in order, against an overlay of the state; signatures and the commitment's hashing
+   * run on the check workers meanwhile; then the valid prefix is written in one transaction.
    */
   importBlocks(blocks: ImportedBlock[], opts: ImportOptions = {}): Promise<number> {
-    // Signature checks start before the mutex is taken, so they overlap the import ahead.
-    const sigs = opts.trustedSignatures
+    // The checks start before the mutex is taken, so they overlap the import ahead.
+    const checks = opts.trustedSignatures
       ? Promise.resolve(undefined)
-      : (opts.signatures ?? startSignatureCheck(this.genesis, blocks));
+      : (opts.signatures ?? startBlockChecks(this.genesis, blocks));
     return this.mutex.run(async () => {
       if (blocks.length === 0) return 0;
       let parent = this.ref(this.ledger.tipHeight)!;
-      // Cheap checks of the first block before waiting on signatures: a stale or foreign block fails here.
-      checkHeader(this.genesis, parent, blocks[0]!.block, opts);
-      const sigError = await sigs;
-      let done = 0;
+      // The first block's links before anything else: a stale or foreign block fails here.
+      checkLinks(this.genesis, parent, blocks[0]!.block, opts);
+      const view = new StateOverlay(this.state);
+      const executed: { ib: ImportedBlock; changes: Changes }[] = [];
       let failure: unknown;
-      this.state.transaction(() => {
-        const items: LedgerItem[] = [];
-        for (const ib of blocks) {
-          const height = ib.block.header.height;
-          if (sigError && (sigError as { detail?: { height?: number } }).detail?.height === height) {
-            failure = sigError;
-            break;
-          }
-          try {
-            checkHeader(this.genesis, parent, ib.block, opts);
-            this.applyToState(ib);
-          } catch (err) {
-            failure = err;
-            break;
-          }
-          items.push(this.ledgerItem(ib));
-          parent = { height, hash: ib.hash, timestampMs: ib.block.header.timestampMs };
-          done++;
+      for (const ib of blocks) {
+        try {
+          checkLinks(this.genesis, parent, ib.block, opts);
+          // Own blocks skip the workers' checks; their body is still checked here.
+          if (opts.trustedSignatures) checkBody(this.genesis, ib.block);
+          const { changes } = applyTxs(view, ib.block.header.height, ib.block.txs);
+          view.set(changes);
+          executed.push({ ib, changes });
+        } catch (err) {
+          failure = err;
+          break;
         }
+        parent = { height: ib.block.header.height, hash: ib.hash, timestampMs: ib.block.header.timestampMs };
+      }
+      const deltas = await CheckPool.for(this.genesis).deltas(executed.map((e) => e.changes));
+      const checkError = await checks;
+      if (checkError !== undefined && !(checkError instanceof BlockError)) throw checkError;
+      const valid: { ib: ImportedBlock; ex: Execution }[] = [];
+      let lt = this.state.ltHash;
+      for (let i = 0; i < executed.length; i++) {
+        const { ib, changes } = executed[i]!;
+        if (checkError?.height === ib.block.header.height) {
+          failure = checkError;
+          break;
+        }
+        lt = lt.clone();
+        lt.addLanes(deltas[i]!);
+        const stateRoot = lt.root();
+        try {
+          checkStateRoot(ib.block, stateRoot);
+        } catch (err) {
+          failure = err;
+          break;
+        }
+        valid.push({ ib, ex: { changes, ltHash: lt, stateRoot, included: ib.block.txs } });
+      }
+      this.state.transaction(() => {
+        for (const { ib, ex } of valid) this.writeExecuted(ib, ex);
         // Durable in the ledger before the state commits: see the module comment.
-        this.ledger.append(items);
+        this.ledger.append(valid.map((v) => this.ledgerItem(v.ib)));
         crashPoint("chain.import.after-ledger-append");
       });
       if (failure) throw failure;
-      return done;
+      return valid.length;
     });
   }
 
@@ -307,12 +335,7 @@ export class ChainStore {
   appendBuilt(items: { ib: ImportedBlock; ex: Execution }[]): Promise<void> {
     return this.mutex.run(() => {
       this.state.transaction(() => {
-        const n = this.genesis.validatorCount;
-        for (const { ib, ex } of items) {
-          const h = ib.block.header;
-          const weight = (this.state.head?.weight ?? 0n) + blockWeight(h.height, h.proposer, n);
-          this.state.apply({ height: h.height, hash: ib.hash, weight }, ex, true);
-        }
+        for (const { ib, ex } of items) this.writeExecuted(ib, ex);
         this.ledger.append(items.map((x) => this.ledgerItem(x.ib)));
       });
     });
@@ -332,10 +355,8 @@ export class ChainStore {
           `Cannot reorganise to ancestor ${ancestor}: undo history starts at ${low ?? "none"}; resync this node from a backup`,
         );
       }
-      await checkSignatures(
-        this.genesis,
-        blocks.map((b) => b.block),
-      );
+      const checkError = await startBlockChecks(this.genesis, blocks);
+      if (checkError) throw checkError;
       this.state.transaction(() => {
         while ((this.state.head?.height ?? 0) > ancestor) this.state.revertHead();
         let parent = this.ref(ancestor)!;

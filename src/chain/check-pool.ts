@@ -1,0 +1,259 @@
+/**
+ * Check workers: the block checks that need no state (decoding, the transaction root,
+ * every signature) and the hashing of the state commitment (LtHash deltas) run on worker
+ * threads, one per core. The main thread keeps only what must run in chain order: linking
+ * each block to its parent, executing its transactions, and writing state and ledger.
+ * Sync, import, reorganisation and offline validation all use it.
+ *
+ * Workers start on demand and stop after a while idle; an idle worker never keeps the
+ * process alive. Each worker holds at most two jobs, so a commitment job, which the main
+ * thread is waiting on, never queues behind a long line of signature jobs: it goes first.
+ */
+import { availableParallelism } from "node:os";
+import { Worker } from "node:worker_threads";
+import type { CheckJob, CheckReply } from "./check-worker.js";
+import type { Genesis } from "./genesis.js";
+import { accountLeaf, LANES, LEAF_BYTES, LtHash } from "./lthash.js";
+import type { Block } from "./types.js";
+import { BlockError, BlockErrorCode, type Changes } from "./validate.js";
+
+/**
+ * Starts a check worker: the built check-worker.js beside this module, or, when running
+ * from the TypeScript sources (the tests, through tsx), check-worker.ts loaded through
+ * tsx's loader, which a worker does not inherit from its parent.
+ */
+function startWorker(workerData: unknown): Worker {
+  if (!import.meta.url.endsWith(".ts"))
+    return new Worker(new URL("./check-worker.js", import.meta.url), { workerData });
+  const tsx = JSON.stringify(import.meta.resolve("tsx/esm/api"));
+  const url = JSON.stringify(new URL("./check-worker.ts", import.meta.url).href);
+  return new Worker(`import(${tsx}).then((t) => { t.register(); return import(${url}); });`, {
+    eval: true,
+    workerData,
+  });
+}
+// About 512 signatures per job (~40 ms on one core): replies come often enough to keep
+// every worker fed, and each message is small beside the work it carries.
+const SIGS_PER_JOB = 512;
+// About 2,048 leaves per commitment job, so one block batch is spread over the workers.
+const LEAVES_PER_JOB = 2048;
+// A commitment this small is hashed on the calling thread: a round trip would cost more.
+const INLINE_LEAVES = 64;
+const JOBS_PER_WORKER = 2;
+// A worker idle this long stops; the next job starts one again (~30 ms).
+const IDLE_STOP_MS = 10_000;
+
+interface Pending {
+  job: CheckJob;
+  transfer: ArrayBuffer[];
+  resolve: (r: CheckReply) => void;
+  reject: (e: Error) => void;
+}
+
+interface Slot {
+  worker: Worker;
+  jobs: Map<number, Pending>;
+  idle?: NodeJS.Timeout | undefined;
+}
+
+/** A block to check: decoded (for its height and size) and as the bytes it came in. */
+export interface BlockToCheck {
+  block: Block;
+  bytes: Buffer;
+}
+
+export class CheckPool {
+  private static readonly pools = new Map<string, CheckPool>();
+
+  /** The pool for a chain, created on first use. */
+  static for(genesis: Genesis): CheckPool {
+    const key = genesis.hash.toString("hex");
+    let pool = CheckPool.pools.get(key);
+    if (!pool) {
+      pool = new CheckPool(genesis);
+      CheckPool.pools.set(key, pool);
+    }
+    return pool;
+  }
+
+  private readonly slots: Slot[] = [];
+  private readonly urgent: Pending[] = [];
+  private readonly queued: Pending[] = [];
+  private nextJob = 0;
+  private readonly maxWorkers = availableParallelism();
+
+  private constructor(private readonly genesis: Genesis) {}
+
+  /**
+   * Decodes each block again from its bytes, checks its body against its header and
+   * verifies every signature. Resolves to the error of the first block, in the order
+   * given, that fails, or undefined; rejects only if a worker fails.
+   */
+  async check(blocks: BlockToCheck[]): Promise<BlockError | undefined> {
+    const jobs: Promise<BlockError | undefined>[] = [];
+    for (let i = 0; i < blocks.length; ) {
+      let sigs = 0;
+      let size = 0;
+      let end = i;
+      while (end < blocks.length && (end === i || sigs < SIGS_PER_JOB)) {
+        sigs += blocks[end]!.block.header.txCount + 1;
+        size += blocks[end]!.bytes.length;
+        end++;
+      }
+      jobs.push(this.checkJob(blocks.slice(i, end), size));
+      i = end;
+    }
+    for (const err of await Promise.all(jobs)) if (err) return err;
+    return undefined;
+  }
+
+  private async checkJob(blocks: BlockToCheck[], size: number): Promise<BlockError | undefined> {
+    // One fresh buffer per job, moved to the worker: a view into a larger buffer (a
+    // segment read, Node's pool) would be copied whole by postMessage.
+    const bytes = new Uint8Array(size);
+    const ends = new Uint32Array(blocks.length);
+    let at = 0;
+    blocks.forEach((b, i) => {
+      bytes.set(b.bytes, at);
+      at += b.bytes.length;
+      ends[i] = at;
+    });
+    const r = await this.run({ t: "check", j: this.nextJob++, bytes, ends }, [bytes.buffer], false);
+    if (!("fail" in r) || !r.fail) return undefined;
+    const { index, detail, message } = r.fail;
+    const height = blocks[index]!.block.header.height;
+    return new BlockError({ code: BlockErrorCode.Decode, height, ...detail }, message);
+  }
+
+  /**
+   * The LtHash delta of each block's changes: the leaves of the accounts' new values
+   * added, those of their old values removed. `lt.addLanes(delta)` moves a commitment
+   * across the block.
+   */
+  async deltas(blocks: Changes[]): Promise<Uint16Array[]> {
+    const counts = blocks.map((ch) => {
+      let removed = 0;
+      for (const c of ch.values()) if (c.before) removed++;
+      return { removed, added: ch.size };
+    });
+    const total = counts.reduce((s, c) => s + c.removed + c.added, 0);
+    if (total <= INLINE_LEAVES) return blocks.map(deltaHere);
+    const jobs: Promise<Uint16Array[]>[] = [];
+    for (let i = 0; i < blocks.length; ) {
+      let leaves = 0;
+      let end = i;
+      while (end < blocks.length && (end === i || leaves < LEAVES_PER_JOB)) {
+        leaves += counts[end]!.removed + counts[end]!.added;
+        end++;
+      }
+      jobs.push(this.deltaJob(blocks.slice(i, end), counts.slice(i, end), leaves));
+      i = end;
+    }
+    return (await Promise.all(jobs)).flat();
+  }
+
+  private async deltaJob(
+    blocks: Changes[],
+    counts: { removed: number; added: number }[],
+    leaves: number,
+  ): Promise<Uint16Array[]> {
+    const buf = new Uint8Array(leaves * LEAF_BYTES);
+    const cs = new Uint32Array(blocks.length * 2);
+    let at = 0;
+    blocks.forEach((ch, b) => {
+      cs[2 * b] = counts[b]!.removed;
+      cs[2 * b + 1] = counts[b]!.added;
+      for (const c of ch.values()) {
+        if (!c.before) continue;
+        buf.set(accountLeaf(c.pubkey, c.before), at);
+        at += LEAF_BYTES;
+      }
+      for (const c of ch.values()) {
+        buf.set(accountLeaf(c.pubkey, c.after), at);
+        at += LEAF_BYTES;
+      }
+    });
+    const r = await this.run({ t: "lt", j: this.nextJob++, leaves: buf, counts: cs }, [buf.buffer], true);
+    if (!("deltas" in r)) throw new Error("A check worker answered a commitment job without deltas");
+    return blocks.map((_, b) => r.deltas.subarray(b * LANES, (b + 1) * LANES));
+  }
+
+  private run(job: CheckJob, transfer: ArrayBuffer[], urgent: boolean): Promise<CheckReply> {
+    return new Promise((resolve, reject) => {
+      (urgent ? this.urgent : this.queued).push({ job, transfer, resolve, reject });
+      this.pump();
+    });
+  }
+
+  /** Hands queued jobs to workers with room, starting workers up to one per core. */
+  private pump(): void {
+    for (;;) {
+      const next = this.urgent[0] ?? this.queued[0];
+      if (!next) return;
+      let slot: Slot | undefined;
+      for (const s of this.slots) if (!slot || s.jobs.size < slot.jobs.size) slot = s;
+      if ((!slot || slot.jobs.size > 0) && this.slots.length < this.maxWorkers) slot = this.start();
+      if (!slot || slot.jobs.size >= JOBS_PER_WORKER) return;
+      (this.urgent.length > 0 ? this.urgent : this.queued).shift();
+      if (slot.idle) clearTimeout(slot.idle);
+      slot.idle = undefined;
+      if (slot.jobs.size === 0) slot.worker.ref();
+      slot.jobs.set(next.job.j, next);
+      slot.worker.postMessage(next.job, next.transfer);
+    }
+  }
+
+  private start(): Slot {
+    const worker = startWorker({ genesis: this.genesis.doc });
+    const slot: Slot = { worker, jobs: new Map() };
+    worker.unref();
+    worker.on("message", (r: CheckReply) => {
+      const p = slot.jobs.get(r.j);
+      if (!p) return;
+      slot.jobs.delete(r.j);
+      if ("err" in r) p.reject(new Error(`A block check worker failed: ${r.err}`));
+      else p.resolve(r);
+      if (slot.jobs.size === 0) {
+        // Idle: the worker must not keep the process alive, and stops after a while.
+        worker.unref();
+        slot.idle = setTimeout(() => this.stop(slot), IDLE_STOP_MS).unref();
+      }
+      this.pump();
+    });
+    const lost = (err: Error): void => {
+      this.remove(slot);
+      for (const p of slot.jobs.values()) p.reject(err);
+      slot.jobs.clear();
+      this.pump();
+    };
+    worker.on("error", (err) => lost(new Error(`A block check worker failed: ${err.message}`)));
+    worker.on("exit", (code) => {
+      if (slot.jobs.size > 0) lost(new Error(`A block check worker exited with code ${code}`));
+      else this.remove(slot);
+    });
+    this.slots.push(slot);
+    return slot;
+  }
+
+  private stop(slot: Slot): void {
+    if (slot.jobs.size > 0) return;
+    this.remove(slot);
+    void slot.worker.terminate();
+  }
+
+  private remove(slot: Slot): void {
+    const i = this.slots.indexOf(slot);
+    if (i >= 0) this.slots.splice(i, 1);
+    if (slot.idle) clearTimeout(slot.idle);
+  }
+}
+
+/** A block's LtHash delta computed on this thread. */
+function deltaHere(changes: Changes): Uint16Array {
+  const d = new LtHash();
+  for (const c of changes.values()) {
+    if (c.before) d.remove(accountLeaf(c.pubkey, c.before));
+    d.add(accountLeaf(c.pubkey, c.after));
+  }
+  return d.lanes;
+}
