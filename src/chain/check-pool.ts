@@ -185,22 +185,42 @@ export class CheckPool {
     });
   }
 
-  /** Hands queued jobs to workers with room, starting workers up to one per core. */
+  /**
+   * Hands queued jobs to workers with room, starting workers up to one per core.
+   * Commitment jobs all go to the first worker, in order, so that its expansion cache
+   * holds the leaf each account was left at by the block before (half the hashing); the
+   * checks go to the least busy worker, but not to the first while a commitment waits.
+   */
   private pump(): void {
     for (;;) {
-      const next = this.urgent[0] ?? this.queued[0];
-      if (!next) return;
-      let slot: Slot | undefined;
-      for (const s of this.slots) if (!slot || s.jobs.size < slot.jobs.size) slot = s;
-      if ((!slot || slot.jobs.size > 0) && this.slots.length < this.maxWorkers) slot = this.start();
-      if (!slot || slot.jobs.size >= JOBS_PER_WORKER) return;
-      (this.urgent.length > 0 ? this.urgent : this.queued).shift();
-      if (slot.idle) clearTimeout(slot.idle);
-      slot.idle = undefined;
-      if (slot.jobs.size === 0) slot.worker.ref();
-      slot.jobs.set(next.job.j, next);
-      slot.worker.postMessage(next.job, next.transfer);
+      let posted = false;
+      if (this.urgent.length > 0) {
+        const first = this.slots[0] ?? this.start();
+        if (first.jobs.size < JOBS_PER_WORKER) {
+          this.post(first, this.urgent.shift()!);
+          posted = true;
+        }
+      }
+      if (this.queued.length > 0) {
+        const open = this.urgent.length > 0 ? this.slots.slice(1) : this.slots;
+        let slot: Slot | undefined;
+        for (const s of open) if (!slot || s.jobs.size < slot.jobs.size) slot = s;
+        if ((!slot || slot.jobs.size > 0) && this.slots.length < this.maxWorkers) slot = this.start();
+        if (slot && slot.jobs.size < JOBS_PER_WORKER) {
+          this.post(slot, this.queued.shift()!);
+          posted = true;
+        }
+      }
+      if (!posted) return;
     }
+  }
+
+  private post(slot: Slot, p: Pending): void {
+    if (slot.idle) clearTimeout(slot.idle);
+    slot.idle = undefined;
+    if (slot.jobs.size === 0) slot.worker.ref();
+    slot.jobs.set(p.job.j, p);
+    slot.worker.postMessage(p.job, p.transfer);
   }
 
   private start(): Slot {

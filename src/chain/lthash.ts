@@ -22,32 +22,52 @@ export function accountLeaf(pubkey: Buffer, acct: Account): Buffer {
 }
 
 // 8192 expansions (16 MiB): a block's new leaf is the next block's old leaf for the same
-// account, so remembering recent expansions halves the hashing for busy accounts.
+// account, so remembering recent expansions halves the hashing for busy accounts. They
+// live in one ring buffer allocated on first use, so a thread hashing millions of leaves
+// does not leave millions of 2 KiB buffers for the garbage collector.
 const EXPAND_CACHE_MAX = 8192;
-const expandCache = new Map<string, Uint16Array>();
+const WORDS = LANES / 2;
+let ring: Uint32Array | undefined;
+const ringKeys: (string | undefined)[] = [];
+const ringIndex = new Map<string, number>();
+let ringNext = 0;
 
-function expand(leaf: Buffer): Uint16Array {
+/** The leaf's expansion as 512 words of two lanes each; valid until the next expansion. */
+function expand(leaf: Buffer): Uint32Array {
+  ring ??= new Uint32Array(EXPAND_CACHE_MAX * WORDS);
   const key = leaf.toString("latin1");
-  const hit = expandCache.get(key);
-  if (hit) return hit;
-  const out = createHash("shake256", { outputLength: LANES * 2 })
-    .update(leaf)
-    .digest();
-  if (BIG_ENDIAN_HOST) out.swap16();
-  const lanes = new Uint16Array(out.buffer, out.byteOffset, LANES);
-  if (expandCache.size >= EXPAND_CACHE_MAX) expandCache.delete(expandCache.keys().next().value as string);
-  expandCache.set(key, lanes);
-  return lanes;
+  let slot = ringIndex.get(key);
+  if (slot === undefined) {
+    const out = createHash("shake256", { outputLength: LANES * 2 })
+      .update(leaf)
+      .digest();
+    if (BIG_ENDIAN_HOST) out.swap16();
+    slot = ringNext;
+    ringNext = (ringNext + 1) % EXPAND_CACHE_MAX;
+    const old = ringKeys[slot];
+    if (old !== undefined) ringIndex.delete(old);
+    ringKeys[slot] = key;
+    ringIndex.set(key, slot);
+    new Uint8Array(ring.buffer, slot * WORDS * 4, WORDS * 4).set(out);
+  }
+  return ring.subarray(slot * WORDS, (slot + 1) * WORDS);
 }
+
+// Two 16-bit lanes are added or subtracted per 32-bit word, the carry or borrow kept from
+// crossing into the upper lane: HI holds each lane's top bit, LO the other fifteen.
+const HI = 0x80008000 | 0;
+const LO = 0x7fff7fff;
 
 // Lanes are little-endian on disk and in the root; a big-endian host swaps bytes at the edges.
 const BIG_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 0;
 
 export class LtHash {
   readonly lanes: Uint16Array;
+  private readonly words: Uint32Array;
 
   constructor(lanes?: Uint16Array) {
     this.lanes = lanes ? new Uint16Array(lanes) : new Uint16Array(LANES);
+    this.words = new Uint32Array(this.lanes.buffer, this.lanes.byteOffset, WORDS);
   }
 
   static fromBytes(b: Buffer): LtHash {
@@ -64,14 +84,22 @@ export class LtHash {
 
   add(leaf: Buffer): void {
     const x = expand(leaf);
-    const l = this.lanes;
-    for (let i = 0; i < LANES; i++) l[i] = (l[i]! + x[i]!) & 0xffff;
+    const w = this.words;
+    for (let i = 0; i < WORDS; i++) {
+      const a = w[i]!;
+      const b = x[i]!;
+      w[i] = ((a & LO) + (b & LO)) ^ ((a ^ b) & HI);
+    }
   }
 
   remove(leaf: Buffer): void {
     const x = expand(leaf);
-    const l = this.lanes;
-    for (let i = 0; i < LANES; i++) l[i] = (l[i]! - x[i]!) & 0xffff;
+    const w = this.words;
+    for (let i = 0; i < WORDS; i++) {
+      const a = w[i]!;
+      const b = x[i]!;
+      w[i] = ((a | HI) - (b & LO)) ^ (~(a ^ b) & HI);
+    }
   }
 
   /** Adds another LtHash's lanes (a delta: the leaves one block added minus those it removed). */

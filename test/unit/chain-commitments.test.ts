@@ -98,6 +98,37 @@ test("adding then removing leaves returns LtHash to the empty value", () => {
   assert.deepEqual(lt.root(), empty.root());
 });
 
+/** Each lane: the sum modulo 2^16 of the leaves' SHAKE256 expansions (little-endian 16-bit lanes). */
+function referenceLanes(added: Buffer[], removed: Buffer[]): number[] {
+  const lanes = new Array<number>(1024).fill(0);
+  const apply = (l: Buffer, sign: number): void => {
+    const x = createHash("shake256", { outputLength: 2048 }).update(l).digest();
+    for (let i = 0; i < 1024; i++) lanes[i] = (lanes[i]! + sign * x.readUInt16LE(2 * i) + 0x10000) % 0x10000;
+  };
+  for (const l of added) apply(l, 1);
+  for (const l of removed) apply(l, -1);
+  return lanes;
+}
+
+test("every LtHash lane is the sum modulo 2^16 of the leaves' SHAKE256 lanes, carries and borrows never crossing lanes", () => {
+  // 9,000 distinct leaves: more than the expansion cache holds, so evicted slots are reused.
+  const leaves = Array.from({ length: 9000 }, (_, i) => h(Buffer.from(`lane ${i}`)));
+  const removed = leaves.filter((_, i) => i % 3 === 0);
+  const lt = new LtHash();
+  for (const l of leaves) lt.add(l);
+  for (const l of removed) lt.remove(l);
+  // Leaves removed that were never added: lanes must borrow within themselves.
+  const strangers = [h(Buffer.from("not added 1")), h(Buffer.from("not added 2"))];
+  for (const l of strangers) lt.remove(l);
+  assert.deepEqual([...lt.lanes], referenceLanes(leaves, [...removed, ...strangers]));
+  // Re-adding leaves whose expansions were evicted long ago recomputes them correctly.
+  lt.add(leaves[0]!);
+  assert.deepEqual(
+    [...lt.lanes],
+    referenceLanes([...leaves, leaves[0]!], [...removed, ...strangers]),
+  );
+});
+
 test("removing before adding gives the same result, so lane arithmetic wraps modulo 2^16", () => {
   const lt = new LtHash();
   lt.remove(x);
