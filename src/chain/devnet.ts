@@ -166,6 +166,21 @@ export function cliCommand(): string[] {
   ];
 }
 
+/**
+ * The environment of a node process: the caller's, with glibc's allocator set as
+ * bin/chainvault sets it (unless the caller chose otherwise), so that the megabyte
+ * buffers of block ranges are reused instead of mapped and faulted in afresh each time:
+ * a node serving a sync spends a third less CPU with it (bench/chain).
+ */
+export function nodeEnv(): NodeJS.ProcessEnv {
+  return {
+    MALLOC_MMAP_THRESHOLD_: "8388608",
+    MALLOC_TRIM_THRESHOLD_: "67108864",
+    MALLOC_ARENA_MAX: "2",
+    ...process.env,
+  };
+}
+
 interface RunFile {
   nodes: { id: string; pid: number }[];
   load: number | null;
@@ -180,6 +195,7 @@ export function spawnNode(dir: string, n: DevnetNode): number {
   const child = spawn(cmd!, [...args, "node", "start", "--data", nd], {
     detached: true,
     stdio: ["ignore", out, out],
+    env: nodeEnv(),
   });
   child.unref();
   return child.pid!;
@@ -236,7 +252,7 @@ export async function devnetUp(
     const child = spawn(
       cmd!,
       [...args, "devnet", "load", resolve(dir), "--tps", String(o.loadTps), ...extra],
-      { detached: true, stdio: ["ignore", out, out] },
+      { detached: true, stdio: ["ignore", out, out], env: nodeEnv() },
     );
     child.unref();
     run.load = child.pid!;

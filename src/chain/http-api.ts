@@ -133,21 +133,15 @@ export function buildNodeApi(node: ChainNode, adminToken: string): FastifyInstan
       store.tip().height,
       from + RANGE_BLOCKS_MAX - 1,
     );
-    const parts: Buffer[] = [];
-    let bytes = 0;
-    for (let h = Math.max(1, from); h <= to && bytes < RANGE_BYTES_MAX; h++) {
-      const b = store.ledger.readBlockBytes(h);
-      const len = Buffer.alloc(4);
-      len.writeUInt32BE(b.length);
-      parts.push(len, b);
-      bytes += b.length + 4;
-    }
+    const frames = store.ledger.readBlockFrames(Math.max(1, from), to, RANGE_BYTES_MAX);
     if (req.headers.accept === "application/octet-stream")
-      return reply.type("application/octet-stream").send(Buffer.concat(parts));
+      return reply.type("application/octet-stream").send(frames);
     const out: Record<string, unknown>[] = [];
-    for (let i = 1; i < parts.length; i += 2) {
-      const b = decodeBlock(parts[i]!);
+    for (let off = 0; off < frames.length; ) {
+      const n = frames.readUInt32BE(off);
+      const b = decodeBlock(frames.subarray(off + 4, off + 4 + n));
       out.push(blockJson(b, store.hashAt(b.header.height)!));
+      off += 4 + n;
     }
     return out;
   });

@@ -19,13 +19,35 @@ function writeUnsigned(w: Writer, tx: Omit<Transaction, "signature">): void {
   w.bytes16(tx.data);
 }
 
-// The bytes each decoded transaction was read from, so that hashing and signature checks
-// do not re-encode it. Keyed by object, so a modified copy is a new object; and the fields
-// are views of these same bytes, so even an in-place edit of a field shows in them.
-const rawOf = new WeakMap<Transaction, Buffer>();
+/**
+ * A transaction decoded from bytes. It keeps those bytes, so that hashing and signature
+ * checks do not re-encode it. A copy (`{ ...tx }`) is a plain object without them, so a
+ * modified copy is always encoded afresh; the fields are views of the same bytes, so even
+ * an in-place edit of a field's bytes shows in them.
+ */
+class DecodedTx implements Transaction {
+  readonly #raw: Buffer;
+
+  constructor(
+    public from: Buffer,
+    public to: Buffer,
+    public amount: bigint,
+    public nonce: bigint,
+    public data: Buffer,
+    public signature: Buffer,
+    raw: Buffer,
+  ) {
+    this.#raw = raw;
+  }
+
+  /** The bytes a transaction was decoded from, if it was decoded and not copied. */
+  static rawOf(tx: object): Buffer | undefined {
+    return #raw in tx ? (tx as DecodedTx).#raw : undefined;
+  }
+}
 
 export function encodeTx(tx: Transaction): Buffer {
-  const raw = rawOf.get(tx);
+  const raw = DecodedTx.rawOf(tx);
   if (raw) return raw;
   if (tx.data.length > TX_DATA_BYTES_MAX)
     throw new RangeError(`Payload of ${tx.data.length} bytes exceeds ${TX_DATA_BYTES_MAX}`);
@@ -46,9 +68,7 @@ export function readTx(r: Reader): Transaction {
   const nonce = r.u64();
   const data = r.bytes16(TX_DATA_BYTES_MAX);
   const signature = r.fixed(SIGNATURE_BYTES);
-  const tx = { from, to, amount, nonce, data, signature };
-  rawOf.set(tx, r.slice(start, r.offset));
-  return tx;
+  return new DecodedTx(from, to, amount, nonce, data, signature, r.slice(start, r.offset));
 }
 
 export function decodeTx(buf: Buffer): Transaction {
@@ -60,7 +80,7 @@ export function decodeTx(buf: Buffer): Transaction {
 
 /** The message an account signs for this transaction on the chain named by genesisHash. */
 export function txSigningMessage(genesisHash: Buffer, tx: Omit<Transaction, "signature">): Buffer {
-  const raw = rawOf.get(tx as Transaction);
+  const raw = DecodedTx.rawOf(tx);
   if (raw) return sha256(TX_DOMAIN, genesisHash, raw.subarray(0, raw.length - SIGNATURE_BYTES));
   const w = new Writer(160 + tx.data.length);
   writeUnsigned(w, tx);

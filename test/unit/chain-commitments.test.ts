@@ -123,10 +123,7 @@ test("every LtHash lane is the sum modulo 2^16 of the leaves' SHAKE256 lanes, ca
   assert.deepEqual([...lt.lanes], referenceLanes(leaves, [...removed, ...strangers]));
   // Re-adding leaves whose expansions were evicted long ago recomputes them correctly.
   lt.add(leaves[0]!);
-  assert.deepEqual(
-    [...lt.lanes],
-    referenceLanes([...leaves, leaves[0]!], [...removed, ...strangers]),
-  );
+  assert.deepEqual([...lt.lanes], referenceLanes([...leaves, leaves[0]!], [...removed, ...strangers]));
 });
 
 test("removing before adding gives the same result, so lane arithmetic wraps modulo 2^16", () => {

@@ -246,16 +246,21 @@ export class ChainStore {
   }
 
   private applyToState(ib: ImportedBlock): void {
-    this.writeExecuted(ib, executeBlock(this.state, this.state.ltHash, ib.block));
+    this.writeExecuted([{ ib, ex: executeBlock(this.state, this.state.ltHash, ib.block) }]);
   }
 
-  /** Writes a block already executed and checked to the state. Call inside a transaction. */
-  private writeExecuted(ib: ImportedBlock, ex: Execution): void {
-    const h = ib.block.header;
-    const weight =
-      (this.state.head?.weight ?? 0n) + blockWeight(h.height, h.proposer, this.genesis.validatorCount);
-    this.state.apply({ height: h.height, hash: ib.hash, weight }, ex, true);
-    if (this.opts.undoDepth > 0) this.state.pruneUndo(h.height - this.opts.undoDepth);
+  /** Writes blocks already executed and checked, in chain order, to the state. Call inside a transaction. */
+  private writeExecuted(items: { ib: ImportedBlock; ex: Execution }[]): void {
+    if (items.length === 0) return;
+    let weight = this.state.head?.weight ?? 0n;
+    const blocks = items.map(({ ib, ex }) => {
+      const h = ib.block.header;
+      weight += blockWeight(h.height, h.proposer, this.genesis.validatorCount);
+      return { block: { height: h.height, hash: ib.hash, weight }, ex };
+    });
+    this.state.applyMany(blocks, true);
+    if (this.opts.undoDepth > 0)
+      this.state.pruneUndo(blocks[blocks.length - 1]!.block.height - this.opts.undoDepth);
   }
 
   private ledgerItem(ib: ImportedBlock): LedgerItem {
@@ -318,7 +323,7 @@ export class ChainStore {
         valid.push({ ib, ex: { changes, ltHash: lt, stateRoot, included: ib.block.txs } });
       }
       this.state.transaction(() => {
-        for (const { ib, ex } of valid) this.writeExecuted(ib, ex);
+        this.writeExecuted(valid);
         // Durable in the ledger before the state commits: see the module comment.
         this.ledger.append(valid.map((v) => this.ledgerItem(v.ib)));
         crashPoint("chain.import.after-ledger-append");
@@ -335,7 +340,7 @@ export class ChainStore {
   appendBuilt(items: { ib: ImportedBlock; ex: Execution }[]): Promise<void> {
     return this.mutex.run(() => {
       this.state.transaction(() => {
-        for (const { ib, ex } of items) this.writeExecuted(ib, ex);
+        this.writeExecuted(items);
         this.ledger.append(items.map((x) => this.ledgerItem(x.ib)));
       });
     });

@@ -190,15 +190,30 @@ export class StateStore implements StateReader {
 
   /** Writes one executed block. Call inside {@link transaction}. */
   apply(block: AppliedBlock, ex: Execution, keepUndo: boolean): void {
-    for (const c of ex.changes.values()) this.q.putAcct.run(c.pubkey, encodeAccount(c.after));
-    this.q.putBlock.run(
-      block.height,
-      block.hash,
-      block.weight,
-      keepUndo ? encodeUndo(ex.changes.values()) : null,
-    );
-    this.lt = ex.ltHash;
-    this.headCache = block;
+    this.applyMany([{ block, ex }], keepUndo);
+  }
+
+  /**
+   * Writes executed blocks in chain order. Call inside {@link transaction}. Each block
+   * gets its row and undo record; each account is written once, with its last value,
+   * however many of the blocks changed it.
+   */
+  applyMany(blocks: { block: AppliedBlock; ex: Execution }[], keepUndo: boolean): void {
+    if (blocks.length === 0) return;
+    const last = new Map<string, AccountChange>();
+    for (const { block, ex } of blocks) {
+      for (const [key, c] of ex.changes) last.set(key, c);
+      this.q.putBlock.run(
+        block.height,
+        block.hash,
+        block.weight,
+        keepUndo ? encodeUndo(ex.changes.values()) : null,
+      );
+    }
+    for (const c of last.values()) this.q.putAcct.run(c.pubkey, encodeAccount(c.after));
+    const top = blocks[blocks.length - 1]!;
+    this.lt = top.ex.ltHash;
+    this.headCache = top.block;
   }
 
   /** Reverts the head block using its undo record. Call inside {@link transaction}. */
