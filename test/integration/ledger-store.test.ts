@@ -120,6 +120,57 @@ test("appended blocks read back byte for byte across sealed segments, before and
   assert.deepEqual(diskHeights(dir), range(1, CHAIN.length));
 });
 
+/** Splits a peer's block range response into its blocks. */
+function unframe(frames: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  for (let off = 0; off < frames.length; ) {
+    const n = frames.readUInt32BE(off);
+    out.push(frames.subarray(off + 4, off + 4 + n));
+    off += 4 + n;
+  }
+  return out;
+}
+
+test("readBlockFrames serves ranges across segments byte for byte, within its byte bound, and refuses a damaged record", (t) => {
+  const dir = tempDir(t, "ledger");
+  const ledger = openLedger(dir);
+  appendAll(ledger, CHAIN);
+  t.after(() => ledger.close());
+  // Every range, tip included, spans several 4 KiB segments.
+  for (const [from, to] of [
+    [1, 30],
+    [5, 17],
+    [29, 30],
+    [30, 99],
+  ] as const) {
+    const got = unframe(ledger.readBlockFrames(from, to, 1 << 20));
+    assert.deepEqual(
+      got,
+      CHAIN.slice(from - 1, Math.min(to, 30)).map((b) => b.bytes),
+      `blocks ${from}-${to}`,
+    );
+  }
+  // The byte bound: as many whole blocks as fit, but never none.
+  const three = CHAIN.slice(0, 3).reduce((s, b) => s + 4 + b.bytes.length, 0);
+  assert.equal(unframe(ledger.readBlockFrames(1, 30, three)).length, 3);
+  assert.equal(unframe(ledger.readBlockFrames(1, 30, three - 1)).length, 2);
+  assert.equal(unframe(ledger.readBlockFrames(1, 30, 1)).length, 1);
+  assert.equal(ledger.readBlockFrames(31, 40, 1 << 20).length, 0);
+  // A flipped byte inside block 12's record: a range over it names the block and the file.
+  const at = recordAt(dir, 12);
+  const fd = openSync(at.file, "r+");
+  const b = Buffer.alloc(1);
+  readFileSync(at.file).copy(b, 0, at.offset + 40, at.offset + 41);
+  b[0] = b[0]! ^ 0x10;
+  writeSync(fd, b, 0, 1, at.offset + 40);
+  closeSync(fd);
+  assert.throws(
+    () => ledger.readBlockFrames(10, 14, 1 << 20),
+    (err: unknown) =>
+      err instanceof LedgerError && err.code === LedgerErrorCode.Corrupt && /block 12/.test(err.message),
+  );
+});
+
 test("a ledger whose last segment is sealed reopens and appends into a new segment", (t) => {
   const dir = tempDir(t, "ledger");
   // 14 blocks: the second segment fills and seals with block 14, leaving no active segment.

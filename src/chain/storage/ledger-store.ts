@@ -43,6 +43,8 @@ import {
   parseRecord,
   parseSegmentFileName,
   RECORD_BLOCK,
+  RECORD_BODY_PREFIX_BYTES,
+  RECORD_HEADER_BYTES,
   RECORD_SEAL,
   type RecordRead,
   SEGMENT_HEADER_BYTES,
@@ -236,10 +238,12 @@ export class LedgerStore {
     if (from < 1 || from > last) return Buffer.alloc(0);
     const entries = this.indexEntries(from, last);
     // The run of entries to send: stop at the byte bound, keeping at least one block.
+    // A frame is the payload and its u32 length; a record, the payload and its header.
+    const frameOf = (e: IndexEntry): number => 4 + e.length - RECORD_HEADER_BYTES - RECORD_BODY_PREFIX_BYTES;
     let n = 0;
     let bytes = 0;
-    while (n < entries.length && (n === 0 || bytes + 4 + entries[n]!.length <= maxBytes)) {
-      bytes += 4 + entries[n]!.length;
+    while (n < entries.length && (n === 0 || bytes + frameOf(entries[n]!) <= maxBytes)) {
+      bytes += frameOf(entries[n]!);
       n++;
     }
     const parts: Buffer[] = [];
