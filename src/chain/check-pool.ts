@@ -11,10 +11,10 @@
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
+import { HEADER_BYTES } from "./block.js";
 import type { CheckJob, CheckReply } from "./check-worker.js";
 import type { Genesis } from "./genesis.js";
 import { accountLeaf, LANES, LEAF_BYTES, LtHash } from "./lthash.js";
-import type { Block } from "./types.js";
 import { BlockError, BlockErrorCode, type Changes } from "./validate.js";
 
 /**
@@ -56,12 +56,6 @@ interface Slot {
   idle?: NodeJS.Timeout | undefined;
 }
 
-/** A block to check: decoded (for its height and size) and as the bytes it came in. */
-export interface BlockToCheck {
-  block: Block;
-  bytes: Buffer;
-}
-
 export class CheckPool {
   private static readonly pools = new Map<string, CheckPool>();
 
@@ -85,19 +79,19 @@ export class CheckPool {
   private constructor(private readonly genesis: Genesis) {}
 
   /**
-   * Decodes each block again from its bytes, checks its body against its header and
-   * verifies every signature. Resolves to the error of the first block, in the order
-   * given, that fails, or undefined; rejects only if a worker fails.
+   * Decodes each block from its bytes, checks its body against its header and verifies
+   * every signature. Resolves to the error of the first block, in the order given, that
+   * fails, or undefined; rejects only if a worker fails.
    */
-  async check(blocks: BlockToCheck[]): Promise<BlockError | undefined> {
+  async check(blocks: Buffer[]): Promise<BlockError | undefined> {
     const jobs: Promise<BlockError | undefined>[] = [];
     for (let i = 0; i < blocks.length; ) {
       let sigs = 0;
       let size = 0;
       let end = i;
       while (end < blocks.length && (end === i || sigs < SIGS_PER_JOB)) {
-        sigs += blocks[end]!.block.header.txCount + 1;
-        size += blocks[end]!.bytes.length;
+        sigs += declaredTxCount(blocks[end]!) + 1;
+        size += blocks[end]!.length;
         end++;
       }
       jobs.push(this.checkJob(blocks.slice(i, end), size));
@@ -107,22 +101,24 @@ export class CheckPool {
     return undefined;
   }
 
-  private async checkJob(blocks: BlockToCheck[], size: number): Promise<BlockError | undefined> {
+  private async checkJob(blocks: Buffer[], size: number): Promise<BlockError | undefined> {
     // One fresh buffer per job, moved to the worker: a view into a larger buffer (a
     // segment read, Node's pool) would be copied whole by postMessage.
     const bytes = new Uint8Array(size);
     const ends = new Uint32Array(blocks.length);
     let at = 0;
     blocks.forEach((b, i) => {
-      bytes.set(b.bytes, at);
-      at += b.bytes.length;
+      bytes.set(b, at);
+      at += b.length;
       ends[i] = at;
     });
     const r = await this.run({ t: "check", j: this.nextJob++, bytes, ends }, [bytes.buffer], false);
     if (!("fail" in r) || !r.fail) return undefined;
     const { index, detail, message } = r.fail;
-    const height = blocks[index]!.block.header.height;
-    return new BlockError({ code: BlockErrorCode.Decode, height, ...detail }, message);
+    return new BlockError(
+      { code: BlockErrorCode.Decode, height: declaredHeight(blocks[index]!), ...detail },
+      message,
+    );
   }
 
   /**
@@ -276,4 +272,17 @@ function deltaHere(changes: Changes): Uint16Array {
     d.add(accountLeaf(c.pubkey, c.after));
   }
   return d.lanes;
+}
+
+// Where the header keeps the height (after the version byte) and the transaction count
+// (before the signature); see block.ts. Read without decoding, to size and name jobs.
+const HEIGHT_AT = 1;
+const TX_COUNT_AT = HEADER_BYTES - 64 - 4;
+
+function declaredTxCount(bytes: Buffer): number {
+  return bytes.length >= HEADER_BYTES ? bytes.readUInt32BE(TX_COUNT_AT) : 0;
+}
+
+function declaredHeight(bytes: Buffer): number {
+  return bytes.length >= HEADER_BYTES ? Number(bytes.readBigUInt64BE(HEIGHT_AT)) : 0;
 }

@@ -5,7 +5,7 @@
 
 import { errorMessage } from "../util/errors.js";
 import type { Logger } from "../util/logger.js";
-import { sealBlock, txRootOf } from "./block.js";
+import { decodeBlock, sealBlock, txRootOf } from "./block.js";
 import { type FetchedBlock, NodeClient } from "./client.js";
 import { earliestTimestamp, isBetterTip, proposerRank } from "./consensus.js";
 import type { KeyPair } from "./crypto.js";
@@ -13,12 +13,7 @@ import { hex, verifySync } from "./crypto.js";
 import type { Genesis } from "./genesis.js";
 import { Mempool } from "./mempool.js";
 import type { ChainMetrics } from "./metrics.js";
-import {
-  type ChainStore,
-  type ImportedBlock,
-  prepareBlock,
-  startBlockChecks,
-} from "./storage/chain-store.js";
+import { type ChainStore, prepareBlock, startBlockChecks } from "./storage/chain-store.js";
 import { txSigningMessage } from "./tx.js";
 import type { ChainTip, Transaction } from "./types.js";
 import { BlockError, executeTxs } from "./validate.js";
@@ -368,16 +363,17 @@ export class ChainNode {
     // Stages overlap: up to SYNC_AHEAD_BATCHES batches are fetched and have their
     // signatures verifying on the thread pool while the current one is applied on the
     // main thread, so the pool never waits for the network or for the state.
+    // A batch waits as the peer's bytes and is decoded only when its turn comes.
     type Stage = {
       from: number;
       to: number;
-      result: Promise<{ prepared: ImportedBlock[]; sigs: Promise<unknown> }>;
+      result: Promise<{ bytes: Buffer[]; sigs: Promise<unknown> }>;
     };
     const stage = (a: number, b: number): Stage => {
-      const result = client.blocks(a, b).then((batch) => {
-        const prepared = batch.map((x) => prepareBlock(x.block, x.bytes));
-        return { prepared, sigs: startBlockChecks(this.genesis, prepared) };
-      });
+      const result = client.blockBytes(a, b).then((bytes) => ({
+        bytes,
+        sigs: startBlockChecks(this.genesis, bytes),
+      }));
       result.catch(() => undefined);
       return { from: a, to: b, result };
     };
@@ -394,8 +390,9 @@ export class ChainNode {
     fill();
     while (queue.length > 0 && !this.stopped) {
       const current = queue.shift()!;
-      const { prepared, sigs } = await current.result;
-      if (prepared.length === 0) break;
+      const { bytes, sigs } = await current.result;
+      if (bytes.length === 0) break;
+      const prepared = bytes.map((b) => prepareBlock(decodeBlock(b), b));
       const last = prepared[prepared.length - 1]!.block.header.height;
       if (last < current.to) {
         // The peer sent fewer blocks than asked (its byte bound): re-plan from the gap.

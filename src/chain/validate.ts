@@ -10,7 +10,7 @@ import { hex, verifySync } from "./crypto.js";
 import type { Genesis } from "./genesis.js";
 import { accountLeaf, type LtHash } from "./lthash.js";
 import { txSigningMessage } from "./tx.js";
-import type { Account, Block, Transaction } from "./types.js";
+import type { Account, Block, BlockHeader, Transaction } from "./types.js";
 
 export enum BlockErrorCode {
   Decode = "BLOCK_DECODE",
@@ -277,17 +277,17 @@ export function applyTxs(
 /** Applies a block's transactions and checks the state root its header commits to. */
 export function executeBlock(state: StateReader, base: LtHash, block: Block): Execution {
   const ex = executeTxs(state, base, block.header.height, block.txs);
-  checkStateRoot(block, ex.stateRoot);
+  checkStateRoot(block.header, ex.stateRoot);
   return ex;
 }
 
 /** Throws BLOCK_BAD_STATE_ROOT unless `root` is the state root the block's header commits to. */
-export function checkStateRoot(block: Block, root: Buffer): void {
-  if (!root.equals(block.header.stateRoot)) {
+export function checkStateRoot(header: BlockHeader, root: Buffer): void {
+  if (!root.equals(header.stateRoot)) {
     fail(
       BlockErrorCode.BadStateRoot,
-      block.header.height,
-      `state root ${hex(root)} differs from the header's ${hex(block.header.stateRoot)}`,
+      header.height,
+      `state root ${hex(root)} differs from the header's ${hex(header.stateRoot)}`,
     );
   }
 }

@@ -15,7 +15,7 @@ import type { Genesis } from "../chain/genesis.js";
 import type { LtHash } from "../chain/lthash.js";
 import { readSegments } from "../chain/storage/segment-reader.js";
 import { StateStore } from "../chain/storage/state-store.js";
-import type { Account, Block } from "../chain/types.js";
+import type { Account, Block, BlockHeader } from "../chain/types.js";
 import {
   applyTxs,
   BlockError,
@@ -73,8 +73,9 @@ class MemoryState implements StateReader {
   }
 }
 
+/** A block read from the ledger; past execution only its header is kept, not its transactions. */
 interface ReadBlock {
-  block: Block;
+  header: BlockHeader;
   bytes: Buffer;
   hash: Buffer;
   file: string;
@@ -111,7 +112,7 @@ export async function validateNodeData(
   let fault: ValidationFault | undefined;
   const n = genesis.validatorCount;
   const faultOf = (b: ReadBlock, err: unknown): ValidationFault => ({
-    height: b.block.header.height,
+    height: b.header.height,
     code: (err as { code?: string }).code ?? "BLOCK_INVALID",
     message: errorMessage(err),
     file: b.file,
@@ -119,23 +120,26 @@ export async function validateNodeData(
   });
 
   /** Links and executes a batch in order; the first block that fails stops it. */
-  const execute = (batch: ReadBlock[]): { batch: Batch; fault: ValidationFault | undefined } => {
-    const checks = pool.check(batch).catch((err: unknown) => err);
+  const execute = (
+    batch: { read: ReadBlock; block: Block }[],
+  ): { batch: Batch; fault: ValidationFault | undefined } => {
+    const checks = pool.check(batch.map((b) => b.read.bytes)).catch((err: unknown) => err);
     const changes: Changes[] = [];
     let failed: ValidationFault | undefined;
-    for (const b of batch) {
+    for (const { read: b, block } of batch) {
       try {
-        checkLinks(genesis, linked, b.block);
-        const ex = applyTxs(state, b.block.header.height, b.block.txs);
+        checkLinks(genesis, linked, block);
+        const ex = applyTxs(state, block.header.height, block.txs);
         for (const c of ex.changes.values()) state.accounts.set(c.pubkey.toString("hex"), c.after);
         changes.push(ex.changes);
       } catch (err) {
         failed = faultOf(b, err);
         break;
       }
-      linked = { height: b.block.header.height, hash: b.hash, timestampMs: b.block.header.timestampMs };
+      linked = { height: block.header.height, hash: b.hash, timestampMs: block.header.timestampMs };
     }
-    return { batch: { blocks: batch, changes, checks, deltas: pool.deltas(changes) }, fault: failed };
+    const blocks = batch.map((b) => b.read);
+    return { batch: { blocks, changes, checks, deltas: pool.deltas(changes) }, fault: failed };
   };
 
   /** Takes a batch's checks and commitment in order; false at the first block that fails. */
@@ -144,19 +148,19 @@ export async function validateNodeData(
     if (checkError !== undefined && !(checkError instanceof BlockError)) throw checkError;
     for (let i = 0; i < p.changes.length; i++) {
       const b = p.blocks[i]!;
-      const h = b.block.header.height;
+      const h = b.header.height;
       try {
         if (checkError?.height === h) throw checkError;
         lt.addLanes(deltas[i]!);
-        checkStateRoot(b.block, lt.root());
+        checkStateRoot(b.header, lt.root());
       } catch (err) {
         fault = faultOf(b, err);
         return false;
       }
-      parent = { height: h, hash: b.hash, timestampMs: b.block.header.timestampMs };
-      weight += blockWeight(h, b.block.header.proposer, n);
+      parent = { height: h, hash: b.hash, timestampMs: b.header.timestampMs };
+      weight += blockWeight(h, b.header.proposer, n);
       blocks++;
-      txs += b.block.txs.length;
+      txs += b.header.txCount;
       ledgerBytes += b.bytes.length;
     }
     o.onProgress?.(parent.height);
@@ -164,7 +168,7 @@ export async function validateNodeData(
   };
 
   const ledgerDir = join(dataDir, "ledger");
-  let batch: ReadBlock[] = [];
+  let batch: { read: ReadBlock; block: Block }[] = [];
   // Batches executed whose checks and commitment are still on the workers.
   const inflight: Batch[] = [];
   let stopped = false;
@@ -219,11 +223,14 @@ export async function validateNodeData(
       }
       expected++;
       batch.push({
+        read: {
+          header: block.header,
+          bytes: e.payload,
+          hash: sha256(e.payload.subarray(0, HEADER_BYTES)),
+          file: e.file,
+          offset: e.offset,
+        },
         block,
-        bytes: e.payload,
-        hash: sha256(e.payload.subarray(0, HEADER_BYTES)),
-        file: e.file,
-        offset: e.offset,
       });
       if (batch.length >= BATCH_BLOCKS && !(await submit())) break;
     }

@@ -95,7 +95,7 @@ export interface ImportOptions extends HeaderCheckOptions {
  * promise resolves to the first error found, or undefined; it never rejects, so it can
  * wait unobserved.
  */
-export function startBlockChecks(genesis: Genesis, blocks: ImportedBlock[]): Promise<unknown> {
+export function startBlockChecks(genesis: Genesis, blocks: Buffer[]): Promise<unknown> {
   return CheckPool.for(genesis)
     .check(blocks)
     .catch((err: unknown) => err);
@@ -277,7 +277,11 @@ export class ChainStore {
     // The checks start before the mutex is taken, so they overlap the import ahead.
     const checks = opts.trustedSignatures
       ? Promise.resolve(undefined)
-      : (opts.signatures ?? startBlockChecks(this.genesis, blocks));
+      : (opts.signatures ??
+        startBlockChecks(
+          this.genesis,
+          blocks.map((b) => b.bytes),
+        ));
     return this.mutex.run(async () => {
       if (blocks.length === 0) return 0;
       let parent = this.ref(this.ledger.tipHeight)!;
@@ -315,7 +319,7 @@ export class ChainStore {
         lt.addLanes(deltas[i]!);
         const stateRoot = lt.root();
         try {
-          checkStateRoot(ib.block, stateRoot);
+          checkStateRoot(ib.block.header, stateRoot);
         } catch (err) {
           failure = err;
           break;
@@ -360,7 +364,10 @@ export class ChainStore {
           `Cannot reorganise to ancestor ${ancestor}: undo history starts at ${low ?? "none"}; resync this node from a backup`,
         );
       }
-      const checkError = await startBlockChecks(this.genesis, blocks);
+      const checkError = await startBlockChecks(
+        this.genesis,
+        blocks.map((b) => b.bytes),
+      );
       if (checkError) throw checkError;
       this.state.transaction(() => {
         while ((this.state.head?.height ?? 0) > ancestor) this.state.revertHead();
