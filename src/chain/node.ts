@@ -16,7 +16,7 @@ import type { ChainMetrics } from "./metrics.js";
 import { type ChainStore, prepareBlock, startBlockChecks } from "./storage/chain-store.js";
 import { txSigningMessage } from "./tx.js";
 import type { ChainTip, Transaction } from "./types.js";
-import { BlockError, executeTxs } from "./validate.js";
+import { BlockError, BlockErrorCode, executeTxs } from "./validate.js";
 import type { Watermark } from "./watermark.js";
 
 export interface ChainNodeOptions {
@@ -272,12 +272,32 @@ export class ChainNode {
       try {
         await this.store.importBlocks([ib], { nowMs: Date.now() });
       } catch (err) {
-        this.onInvalid(err, fromUrl);
-        throw err;
+        if (!this.isStale(err, tip)) {
+          this.onInvalid(err, fromUrl);
+          throw err;
+        }
+        // Another block took the tip while this one waited for the store (ours, or one
+        // from another peer): this one is stale, not invalid, and its sender keeps its standing.
+        if (this.store.hashAt(h.height)?.equals(ib.hash)) return "known";
+        return this.catchUpWith(fromUrl);
       }
       this.afterImport(1, fetched.block.txs.length);
       return "imported";
     }
+    return this.catchUpWith(fromUrl);
+  }
+
+  /** Whether an import failed only because the tip moved past `tip` before it ran. */
+  private isStale(err: unknown, tip: ChainTip): boolean {
+    return (
+      err instanceof BlockError &&
+      (err.code === BlockErrorCode.BadHeight || err.code === BlockErrorCode.BadParent) &&
+      !this.store.tip().hash.equals(tip.hash)
+    );
+  }
+
+  /** A peer announced a block that does not extend our tip: poll peers, so fork choice and sync can act. */
+  private catchUpWith(fromUrl: string | undefined): "syncing" {
     const peer = this.peers.find((p) => p.client.url === fromUrl);
     if (peer && !this.syncing) {
       this.pollPeers().catch(() => undefined);
