@@ -119,27 +119,26 @@ export async function validateNodeData(
     offset: b.offset,
   });
 
-  /** Links and executes a batch in order; the first block that fails stops it. */
-  const execute = (
-    batch: { read: ReadBlock; block: Block }[],
-  ): { batch: Batch; fault: ValidationFault | undefined } => {
-    const checks = pool.check(batch.map((b) => b.read.bytes)).catch((err: unknown) => err);
-    const changes: Changes[] = [];
-    let failed: ValidationFault | undefined;
-    for (const { read: b, block } of batch) {
-      try {
-        checkLinks(genesis, linked, block);
-        const ex = applyTxs(state, block.header.height, block.txs);
-        for (const c of ex.changes.values()) state.accounts.set(c.pubkey.toString("hex"), c.after);
-        changes.push(ex.changes);
-      } catch (err) {
-        failed = faultOf(b, err);
-        break;
-      }
-      linked = { height: block.header.height, hash: b.hash, timestampMs: block.header.timestampMs };
+  // The first fault met while reading or executing; it counts only if every block before
+  // it passes the checks still in flight.
+  let pendingFault: ValidationFault | undefined;
+  /**
+   * Links and executes one block as it is read, so that its transactions are garbage by
+   * the next block; only its header and changes stay for the batch. False if it fails.
+   */
+  let changes: Changes[] = [];
+  const execute = (b: ReadBlock, block: Block): boolean => {
+    try {
+      checkLinks(genesis, linked, block);
+      const ex = applyTxs(state, block.header.height, block.txs);
+      for (const c of ex.changes.values()) state.accounts.set(c.pubkey.toString("hex"), c.after);
+      changes.push(ex.changes);
+    } catch (err) {
+      pendingFault = faultOf(b, err);
+      return false;
     }
-    const blocks = batch.map((b) => b.read);
-    return { batch: { blocks, changes, checks, deltas: pool.deltas(changes) }, fault: failed };
+    linked = { height: block.header.height, hash: b.hash, timestampMs: block.header.timestampMs };
+    return true;
   };
 
   /** Takes a batch's checks and commitment in order; false at the first block that fails. */
@@ -168,21 +167,20 @@ export async function validateNodeData(
   };
 
   const ledgerDir = join(dataDir, "ledger");
-  let batch: { read: ReadBlock; block: Block }[] = [];
+  let batch: ReadBlock[] = [];
   // Batches executed whose checks and commitment are still on the workers.
   const inflight: Batch[] = [];
   let stopped = false;
-  // The first fault met while reading or executing; it counts only if every block before
-  // it passes the checks still in flight.
-  let pendingFault: ValidationFault | undefined;
+  /** Hands the executed batch's checks and commitment to the workers; false once a batch fails. */
   const submit = async (): Promise<boolean> => {
-    const r = execute(batch);
+    inflight.push({
+      blocks: batch,
+      changes,
+      checks: pool.check(batch.map((b) => b.bytes)).catch((err: unknown) => err),
+      deltas: pool.deltas(changes),
+    });
     batch = [];
-    inflight.push(r.batch);
-    if (r.fault) {
-      pendingFault = r.fault;
-      return false;
-    }
+    changes = [];
     while (inflight.length > AHEAD_BATCHES) {
       if (!(await finish(inflight.shift()!))) {
         stopped = true;
@@ -222,20 +220,19 @@ export async function validateNodeData(
         break;
       }
       expected++;
-      batch.push({
-        read: {
-          header: block.header,
-          bytes: e.payload,
-          hash: sha256(e.payload.subarray(0, HEADER_BYTES)),
-          file: e.file,
-          offset: e.offset,
-        },
-        block,
-      });
+      const read: ReadBlock = {
+        header: block.header,
+        bytes: e.payload,
+        hash: sha256(e.payload.subarray(0, HEADER_BYTES)),
+        file: e.file,
+        offset: e.offset,
+      };
+      if (!execute(read, block)) break;
+      batch.push(read);
       if (batch.length >= BATCH_BLOCKS && !(await submit())) break;
     }
   }
-  // A fault met while reading leaves the blocks before it in `batch`: they still count.
+  // A fault met while reading or executing leaves the blocks before it in `batch`: they still count.
   if (!stopped && batch.length > 0) await submit();
   while (!stopped && inflight.length > 0) stopped = !(await finish(inflight.shift()!));
   if (!stopped) fault = pendingFault;

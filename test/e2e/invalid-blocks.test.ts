@@ -10,7 +10,7 @@ import { readFileSync } from "node:fs";
 import { createServer, request, type Server } from "node:http";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { encodeBlock, sealBlock, txRootOf } from "../../src/chain/block.js";
+import { decodeBlock, encodeBlock, sealBlock, txRootOf } from "../../src/chain/block.js";
 import type { NodeClient, NodeStatus } from "../../src/chain/client.js";
 import { earliestTimestamp, inTurnProposer, proposerRank } from "../../src/chain/consensus.js";
 import { generateKeyPair, importPrivateKeyPem, type KeyPair } from "../../src/chain/crypto.js";
@@ -290,6 +290,22 @@ test("a body larger than the block size limit is refused with 413", async () => 
   assert.equal(atLimit.status, 400, JSON.stringify(atLimit.body));
   assert.match(atLimit.body.code ?? "", /^(BLOCK_|DECODE_)/, JSON.stringify(atLimit.body));
   await assertUnchanged(s, "body at the block size limit");
+});
+
+test("two valid blocks for one height announced at once: one is imported, the other is stale, neither counts as invalid", async () => {
+  const counted = await rejected();
+  for (let round = 0; round < 3; round++) {
+    const s = await client.status();
+    const parent = await parentOf(s);
+    const first = await build(parent);
+    // The same slot a millisecond later: a different, equally valid block.
+    const second = await build(parent, { timestampMs: decodeBlock(first).header.timestampMs + 1 });
+    const results = await Promise.all([post(first), post(second)]);
+    for (const r of results) assert.equal(r.status, 200, `round ${round}: ${JSON.stringify(r.body)}`);
+    assert.equal(results.filter((r) => r.body.result === "imported").length, 1, JSON.stringify(results));
+    assert.equal((await client.status()).height, parent.height + 1, `round ${round}: one block landed`);
+  }
+  assert.equal(await rejected(), counted, "no block of the pairs was counted as invalid");
 });
 
 test("the node still imports a valid block after refusing invalid ones", async () => {
