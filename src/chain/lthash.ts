@@ -23,31 +23,55 @@ export function accountLeaf(pubkey: Buffer, acct: Account): Buffer {
 
 // 8192 expansions (16 MiB): a block's new leaf is the next block's old leaf for the same
 // account, so remembering recent expansions halves the hashing for busy accounts. They
-// live in one ring buffer allocated on first use, so a thread hashing millions of leaves
-// does not leave millions of 2 KiB buffers for the garbage collector.
+// live in one ring buffer allocated on first use, with the leaves they expand, so a thread
+// hashing millions of leaves leaves no buffers or strings for the garbage collector. The
+// index is keyed by a 32-bit hash of the leaf; a hit is confirmed against the leaf's bytes.
 const EXPAND_CACHE_MAX = 8192;
 const WORDS = LANES / 2;
 let ring: Uint32Array | undefined;
-const ringKeys: (string | undefined)[] = [];
-const ringIndex = new Map<string, number>();
+const ringLeaves = new Uint8Array(EXPAND_CACHE_MAX * LEAF_BYTES);
+const ringLengths = new Uint8Array(EXPAND_CACHE_MAX);
+const ringKeys = new Int32Array(EXPAND_CACHE_MAX);
+const ringIndex = new Map<number, number>();
 let ringNext = 0;
+let ringFilled = 0;
+
+/** FNV-1a over the leaf's bytes: the expansion cache's key (exported for its test). */
+export function leafKey(leaf: Uint8Array): number {
+  let h = 0x811c9dc5 | 0;
+  for (let i = 0; i < leaf.length; i++) h = Math.imul(h ^ leaf[i]!, 16777619);
+  return h;
+}
+
+function sameLeaf(leaf: Uint8Array, slot: number): boolean {
+  if (leaf.length !== ringLengths[slot]) return false;
+  const at = slot * LEAF_BYTES;
+  for (let i = 0; i < leaf.length; i++) if (ringLeaves[at + i] !== leaf[i]) return false;
+  return true;
+}
 
 /** The leaf's expansion as 512 words of two lanes each; valid until the next expansion. */
 function expand(leaf: Buffer): Uint32Array {
   ring ??= new Uint32Array(EXPAND_CACHE_MAX * WORDS);
-  const key = leaf.toString("latin1");
+  const key = leafKey(leaf);
   let slot = ringIndex.get(key);
-  if (slot === undefined) {
+  if (slot === undefined || !sameLeaf(leaf, slot)) {
     const out = createHash("shake256", { outputLength: LANES * 2 })
       .update(leaf)
       .digest();
     if (BIG_ENDIAN_HOST) out.swap16();
     slot = ringNext;
     ringNext = (ringNext + 1) % EXPAND_CACHE_MAX;
-    const old = ringKeys[slot];
-    if (old !== undefined) ringIndex.delete(old);
+    // The slot's previous leaf leaves the index, unless a newer leaf took its key.
+    if (ringFilled > slot && ringIndex.get(ringKeys[slot]!) === slot) ringIndex.delete(ringKeys[slot]!);
+    ringFilled = Math.max(ringFilled, slot + 1);
     ringKeys[slot] = key;
-    ringIndex.set(key, slot);
+    // Leaves up to an account leaf's size are remembered (and so can be confirmed on a hit).
+    ringLengths[slot] = leaf.length <= LEAF_BYTES ? leaf.length : 0;
+    if (leaf.length <= LEAF_BYTES) {
+      ringLeaves.set(leaf, slot * LEAF_BYTES);
+      ringIndex.set(key, slot);
+    }
     new Uint8Array(ring.buffer, slot * WORDS * 4, WORDS * 4).set(out);
   }
   return ring.subarray(slot * WORDS, (slot + 1) * WORDS);

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { test } from "node:test";
-import { accountLeaf, LtHash } from "../../src/chain/lthash.js";
+import { accountLeaf, LtHash, leafKey } from "../../src/chain/lthash.js";
 import { EMPTY_ROOT, merkleRoot } from "../../src/chain/merkle.js";
 
 // An independent hash so the expectations below do not reuse the code under test.
@@ -112,7 +112,9 @@ function referenceLanes(added: Buffer[], removed: Buffer[]): number[] {
 
 test("every LtHash lane is the sum modulo 2^16 of the leaves' SHAKE256 lanes, carries and borrows never crossing lanes", () => {
   // 9,000 distinct leaves: more than the expansion cache holds, so evicted slots are reused.
-  const leaves = Array.from({ length: 9000 }, (_, i) => h(Buffer.from(`lane ${i}`)));
+  const leaves = Array.from({ length: 9000 }, (_, i) =>
+    accountLeaf(h(Buffer.from(`lane ${i}`)), { balance: BigInt(i), nonce: BigInt(i % 7) }),
+  );
   const removed = leaves.filter((_, i) => i % 3 === 0);
   const lt = new LtHash();
   for (const l of leaves) lt.add(l);
@@ -124,6 +126,26 @@ test("every LtHash lane is the sum modulo 2^16 of the leaves' SHAKE256 lanes, ca
   // Re-adding leaves whose expansions were evicted long ago recomputes them correctly.
   lt.add(leaves[0]!);
   assert.deepEqual([...lt.lanes], referenceLanes([...leaves, leaves[0]!], [...removed, ...strangers]));
+});
+
+test("two leaves whose cache keys collide still get their own expansions", () => {
+  // A birthday search for two account leaves with the same 32-bit cache key.
+  const seen = new Map<number, Buffer>();
+  let pair: [Buffer, Buffer] | undefined;
+  for (let i = 0; !pair; i++) {
+    const l = accountLeaf(h(Buffer.from(`collide ${i}`)), { balance: BigInt(i), nonce: 0n });
+    const other = seen.get(leafKey(l));
+    if (other) pair = [other, l];
+    else seen.set(leafKey(l), l);
+  }
+  const [a, b] = pair;
+  assert.notDeepEqual(a, b);
+  const lt = new LtHash();
+  lt.add(a);
+  lt.add(b);
+  lt.remove(a);
+  lt.add(a);
+  assert.deepEqual([...lt.lanes], referenceLanes([a, b, a], [a]));
 });
 
 test("removing before adding gives the same result, so lane arithmetic wraps modulo 2^16", () => {
