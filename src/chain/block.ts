@@ -12,7 +12,7 @@ import type { KeyObject } from "node:crypto";
 import { HASH_BYTES, SIGNATURE_BYTES, sha256, signMessage } from "./crypto.js";
 import { Reader, Writer } from "./encoding.js";
 import { merkleRoot } from "./merkle.js";
-import { encodeTx, readTx, txHash } from "./tx.js";
+import { encodeTx, readTx, TX_BYTES_MIN, txHash } from "./tx.js";
 import { BLOCK_BYTES_MAX, type Block, type BlockHeader, type Transaction } from "./types.js";
 
 const BLOCK_VERSION = 1;
@@ -65,8 +65,8 @@ export function decodeBlock(buf: Buffer): Block {
   const r = new Reader(buf, "block");
   if (buf.length > BLOCK_BYTES_MAX) r.invalid(`block of ${buf.length} bytes exceeds ${BLOCK_BYTES_MAX}`);
   const header = readHeader(r);
-  // Each transaction takes at least 147 bytes, so the count cannot exceed what is left.
-  if (header.txCount * 147 > r.remaining)
+  // Each transaction takes at least TX_BYTES_MIN bytes, so the count cannot exceed what is left.
+  if (header.txCount * TX_BYTES_MIN > r.remaining)
     r.invalid(`transaction count ${header.txCount} exceeds the bytes present`);
   const txs: Transaction[] = [];
   for (let i = 0; i < header.txCount; i++) {
@@ -85,6 +85,41 @@ export function headerSigningMessage(genesisHash: Buffer, h: Omit<BlockHeader, "
   const w = new Writer(HEADER_BYTES);
   writeUnsignedHeader(w, h);
   return sha256(BLOCK_DOMAIN, genesisHash, w.finish());
+}
+
+/** An encoded block split without decoding its transactions, for the check workers. */
+export interface ScannedBlock {
+  header: BlockHeader;
+  /** The message the proposer signed, from the header's own bytes. */
+  signingMessage: Buffer;
+  /** Each transaction's encoding. */
+  txs: Buffer[];
+}
+
+/**
+ * Reads the header and cuts out each transaction's bytes, refusing what decodeBlock
+ * refuses about the block's framing; the transactions' own fields are left to decodeBlock.
+ */
+export function scanBlock(genesisHash: Buffer, buf: Buffer): ScannedBlock {
+  const r = new Reader(buf, "block");
+  if (buf.length > BLOCK_BYTES_MAX) r.invalid(`block of ${buf.length} bytes exceeds ${BLOCK_BYTES_MAX}`);
+  const header = readHeader(r);
+  if (header.txCount * TX_BYTES_MIN > r.remaining)
+    r.invalid(`transaction count ${header.txCount} exceeds the bytes present`);
+  const txs: Buffer[] = [];
+  for (let i = 0; i < header.txCount; i++) {
+    const len = r.u16();
+    if (len < TX_BYTES_MIN) r.invalid(`transaction ${i} of ${len} bytes is shorter than any transaction`);
+    txs.push(r.fixed(len));
+  }
+  r.end();
+  const unsigned = buf.subarray(0, HEADER_BYTES - SIGNATURE_BYTES);
+  return { header, signingMessage: sha256(BLOCK_DOMAIN, genesisHash, unsigned), txs };
+}
+
+/** The transaction root over encoded transactions: the same as {@link txRootOf} of them decoded. */
+export function txRootOfEncoded(txs: Buffer[]): Buffer {
+  return merkleRoot(txs.map((t) => sha256(t)));
 }
 
 export function blockHash(h: BlockHeader): Buffer {

@@ -79,8 +79,8 @@ export class CheckPool {
   private constructor(private readonly genesis: Genesis) {}
 
   /**
-   * Decodes each block from its bytes, checks its body against its header and verifies
-   * every signature. Resolves to the error of the first block, in the order given, that
+   * Reads each block from its bytes (checkEncodedBlock), checks its body against its
+   * header and verifies every signature. Resolves to the error of the first block, in the order given, that
    * fails, or undefined; rejects only if a worker fails.
    */
   async check(blocks: Buffer[]): Promise<BlockError | undefined> {

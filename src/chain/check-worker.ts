@@ -1,17 +1,16 @@
 /**
  * A check worker (see check-pool.ts): it knows the genesis and runs two kinds of job.
  *
- * - `check`: blocks as their encoded bytes; each is decoded, its body checked against its
- *   header (transaction count and root) and every signature verified. The reply names the
- *   first block that fails and why, or none.
+ * - `check`: blocks as their encoded bytes; each is read without decoding its transactions
+ *   into objects, its body checked against its header (transaction limit and root) and
+ *   every signature verified. The reply names the first block that fails and why, or none.
  * - `lt`: for each block, the account leaves it removes and adds; the reply is each block's
  *   LtHash delta, which the main thread adds to the running commitment.
  */
 import { parentPort, workerData } from "node:worker_threads";
-import { decodeBlock } from "./block.js";
 import { Genesis, type GenesisDoc } from "./genesis.js";
 import { LANES, LEAF_BYTES, LtHash } from "./lthash.js";
-import { BlockError, BlockErrorCode, checkBody, checkSignatures } from "./validate.js";
+import { BlockError, BlockErrorCode, checkEncodedBlock } from "./validate.js";
 
 export type CheckJob =
   | { t: "check"; j: number; bytes: Uint8Array; ends: Uint32Array }
@@ -33,14 +32,12 @@ function check(job: Extract<CheckJob, { t: "check" }>): CheckReply {
     const bytes = all.subarray(start, end);
     start = end;
     try {
-      const block = decodeBlock(bytes);
-      checkBody(genesis, block);
-      checkSignatures(genesis, block);
+      checkEncodedBlock(genesis, bytes);
     } catch (err) {
       if (err instanceof BlockError)
         return { j: job.j, fail: { index, detail: err.detail, message: err.message } };
-      // Only a decode error reaches here: the caller decoded these bytes already, so it is
-      // unexpected, but it still names the block rather than failing the whole job.
+      // Only a decode error reaches here (bytes without the block layout, as a peer may
+      // send): it names the block rather than failing the whole job.
       return {
         j: job.j,
         fail: {

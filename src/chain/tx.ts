@@ -81,10 +81,33 @@ export function decodeTx(buf: Buffer): Transaction {
 /** The message an account signs for this transaction on the chain named by genesisHash. */
 export function txSigningMessage(genesisHash: Buffer, tx: Omit<Transaction, "signature">): Buffer {
   const raw = DecodedTx.rawOf(tx);
-  if (raw) return sha256(TX_DOMAIN, genesisHash, raw.subarray(0, raw.length - SIGNATURE_BYTES));
+  if (raw) return encodedTxSigningMessage(genesisHash, raw);
   const w = new Writer(160 + tx.data.length);
   writeUnsigned(w, tx);
   return sha256(TX_DOMAIN, genesisHash, w.finish());
+}
+
+/** Size of the smallest encoded transaction (no data). */
+export const TX_BYTES_MIN = 1 + PUBKEY_BYTES + PUBKEY_BYTES + 8 + 8 + 2 + SIGNATURE_BYTES;
+
+/**
+ * The signing message, sender and signature of an encoded transaction, read from its
+ * bytes without decoding it (the check workers verify these). `raw` must be at least
+ * {@link TX_BYTES_MIN} bytes; its other fields are not checked here.
+ */
+export function encodedTxParts(
+  genesisHash: Buffer,
+  raw: Buffer,
+): { message: Buffer; from: Buffer; signature: Buffer } {
+  return {
+    message: encodedTxSigningMessage(genesisHash, raw),
+    from: raw.subarray(1, 1 + PUBKEY_BYTES),
+    signature: raw.subarray(raw.length - SIGNATURE_BYTES),
+  };
+}
+
+function encodedTxSigningMessage(genesisHash: Buffer, raw: Buffer): Buffer {
+  return sha256(TX_DOMAIN, genesisHash, raw.subarray(0, raw.length - SIGNATURE_BYTES));
 }
 
 export function txHash(tx: Transaction): Buffer {

@@ -4,12 +4,12 @@
  * Storage calls these; they do no I/O except the thread-pool signature checks.
  */
 import { CodedError } from "../util/errors.js";
-import { headerSigningMessage, txRootOf } from "./block.js";
+import { scanBlock, txRootOf, txRootOfEncoded } from "./block.js";
 import { earliestTimestamp, proposerRank } from "./consensus.js";
 import { hex, verifySync } from "./crypto.js";
 import type { Genesis } from "./genesis.js";
 import { accountLeaf, type LtHash } from "./lthash.js";
-import { txSigningMessage } from "./tx.js";
+import { encodedTxParts } from "./tx.js";
 import type { Account, Block, BlockHeader, Transaction } from "./types.js";
 
 export enum BlockErrorCode {
@@ -139,18 +139,31 @@ export function checkBody(genesis: Genesis, block: Block): void {
 }
 
 /**
- * Verifies the proposer's signature and every transaction signature of a block on the
- * calling thread (a check worker), and throws for the first bad one.
+ * The stateless checks of an encoded block, as a check worker runs them: the block's
+ * framing, the transaction limit and root, the proposer's signature and every
+ * transaction's signature, read from the bytes without decoding the transactions into
+ * objects. Throws a DecodeError for bytes without the block layout, else a BlockError for
+ * the first rule broken, in the order {@link checkBody} and the signatures are checked.
  */
-export function checkSignatures(genesis: Genesis, block: Block): void {
-  const h = block.header;
+export function checkEncodedBlock(genesis: Genesis, bytes: Buffer): void {
+  const b = scanBlock(genesis.hash, bytes);
+  const h = b.header;
+  if (h.txCount > genesis.doc.maxTxsPerBlock) {
+    fail(
+      BlockErrorCode.TooManyTxs,
+      h.height,
+      `${h.txCount} transactions exceed the limit of ${genesis.doc.maxTxsPerBlock}`,
+    );
+  }
+  if (!txRootOfEncoded(b.txs).equals(h.txRoot))
+    fail(BlockErrorCode.BadTxRoot, h.height, "transaction root does not match");
   const key = genesis.validatorKeys[h.proposer];
   if (!key) fail(BlockErrorCode.BadProposer, h.height, `proposer index ${h.proposer} is not a validator`);
-  if (!verifySync(key, headerSigningMessage(genesis.hash, h), h.signature))
+  if (!verifySync(key, b.signingMessage, h.signature))
     fail(BlockErrorCode.BadSignature, h.height, "proposer signature does not verify");
-  for (let t = 0; t < block.txs.length; t++) {
-    const tx = block.txs[t]!;
-    if (!verifySync(tx.from, txSigningMessage(genesis.hash, tx), tx.signature))
+  for (let t = 0; t < b.txs.length; t++) {
+    const tx = encodedTxParts(genesis.hash, b.txs[t]!);
+    if (!verifySync(tx.from, tx.message, tx.signature))
       fail(BlockErrorCode.BadTxSignature, h.height, `transaction ${t} signature does not verify`, { tx: t });
   }
 }
