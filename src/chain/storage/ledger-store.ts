@@ -246,7 +246,13 @@ export class LedgerStore {
       bytes += frameOf(entries[n]!);
       n++;
     }
-    const parts: Buffer[] = [];
+    // Runs of records are read straight into the response, each at the spot its first
+    // frame starts, and every payload is then moved down over its record's header: a frame
+    // is never longer than its record, so nothing is overwritten before it is read.
+    let recordBytes = 0;
+    for (let k = 0; k < n; k++) recordBytes += entries[k]!.length;
+    const out = Buffer.allocUnsafe(recordBytes);
+    let w = 0;
     for (let i = 0; i < n; ) {
       // Records i..j-1 are contiguous in one segment.
       let j = i + 1;
@@ -258,18 +264,20 @@ export class LedgerStore {
         j++;
       const start = entries[i]!.offset;
       const span = entries[j - 1]!.offset + entries[j - 1]!.length - start;
-      const buf = Buffer.allocUnsafe(span);
-      const got = readSync(this.segFd(entries[i]!.segment), buf, 0, span, start);
+      const runAt = w;
+      const got = readSync(this.segFd(entries[i]!.segment), out, runAt, span, start);
+      const run = out.subarray(runAt, runAt + got);
       for (let k = i; k < j; k++) {
         const e = entries[k]!;
-        const payload = this.blockPayload(parseRecord(buf.subarray(0, got), e.offset - start), from + k, e);
-        const len = Buffer.allocUnsafe(4);
-        len.writeUInt32BE(payload.length);
-        parts.push(len, payload);
+        const payload = this.blockPayload(parseRecord(run, e.offset - start), from + k, e);
+        const payloadAt = payload.byteOffset - out.byteOffset;
+        out.writeUInt32BE(payload.length, w);
+        out.copyWithin(w + 4, payloadAt, payloadAt + payload.length);
+        w += 4 + payload.length;
       }
       i = j;
     }
-    return Buffer.concat(parts);
+    return out.subarray(0, w);
   }
 
   /** The index entries of heights from..to, all present. */
