@@ -335,9 +335,10 @@ export class ChainNode {
     if (this.syncing || this.stopped) return;
     this.syncing = true;
     const client = peer.client;
+    let ours = this.store.tip();
     try {
       while (!this.stopped && peer.tip && isBetterTip(peer.tip, this.store.tip())) {
-        const ours = this.store.tip();
+        ours = this.store.tip();
         const ancestor = await this.findAncestor(client, Math.min(ours.height, peer.tip.height));
         if (ancestor === ours.height) {
           const imported = await this.fetchForward(client, ours.height + 1, peer.tip.height);
@@ -349,7 +350,9 @@ export class ChainNode {
         peer.tip = { height: s.height, hash: Buffer.from(s.headHash, "hex"), weight: BigInt(s.weight) };
       }
     } catch (err) {
-      if (err instanceof BlockError) this.onInvalid(err, client.url);
+      // A range that no longer fits because our tip moved meanwhile (an announced block or
+      // our own landed) is stale, not invalid: the next poll syncs again.
+      if (err instanceof BlockError && !this.isStale(err, ours)) this.onInvalid(err, client.url);
       else this.m.logger.debug({ peer: client.url, err: errorMessage(err) }, "Sync from peer stopped");
     } finally {
       this.syncing = false;

@@ -5,6 +5,8 @@
  * (the losers reorganising), and every node's chain must validate afterwards.
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { test } from "node:test";
 import { sleep, TestNet, waitFor } from "./_harness.js";
 
@@ -35,10 +37,14 @@ test("a partition forks the chain and, once healed, every node converges on the 
     );
     await sleep(4000);
     const [a, b] = await Promise.all([net.status(0), net.status(2)]);
-    assert.ok(
-      a.height > splitAt + 3 && b.height > splitAt + 3,
-      `both halves kept producing (split at ${splitAt}: ${a.height} and ${b.height})`,
-    );
+    if (!(a.height > splitAt + 3 && b.height > splitAt + 3)) {
+      const logs = [0, 1, 2, 3].map(
+        (i) => `node-${i}:\n${readFileSync(join(net.dataDir(i), "logs", "node.log"), "utf8").slice(-1500)}`,
+      );
+      assert.fail(
+        `both halves kept producing (split at ${splitAt}: ${a.height} and ${b.height})\n${logs.join("\n")}`,
+      );
+    }
     const h = Math.min(a.height, b.height);
     const [ha] = await net.client(0).hashes(h, h);
     const [hb] = await net.client(2).hashes(h, h);
