@@ -120,13 +120,19 @@ export function checkLinks(
 }
 
 /**
- * Checks a block's body against its header: the transaction count, the block limit and
- * the transaction root. Needs nothing but the block, so it runs on the check workers.
+ * Checks a decoded block's body against its header: the transaction count, the block
+ * limit and the transaction root. (The check workers run the same rules on the bytes:
+ * {@link checkEncodedBlock}.)
  */
 export function checkBody(genesis: Genesis, block: Block): void {
   const h = block.header;
   if (block.txs.length !== h.txCount)
     fail(BlockErrorCode.Decode, h.height, "transaction count differs from the header");
+  checkLimitAndRoot(genesis, h, () => txRootOf(block.txs));
+}
+
+/** The block limit on transactions, then the transaction root (computed only if within the limit). */
+function checkLimitAndRoot(genesis: Genesis, h: BlockHeader, root: () => Buffer): void {
   if (h.txCount > genesis.doc.maxTxsPerBlock) {
     fail(
       BlockErrorCode.TooManyTxs,
@@ -134,8 +140,7 @@ export function checkBody(genesis: Genesis, block: Block): void {
       `${h.txCount} transactions exceed the limit of ${genesis.doc.maxTxsPerBlock}`,
     );
   }
-  if (!txRootOf(block.txs).equals(h.txRoot))
-    fail(BlockErrorCode.BadTxRoot, h.height, "transaction root does not match");
+  if (!root().equals(h.txRoot)) fail(BlockErrorCode.BadTxRoot, h.height, "transaction root does not match");
 }
 
 /**
@@ -148,15 +153,7 @@ export function checkBody(genesis: Genesis, block: Block): void {
 export function checkEncodedBlock(genesis: Genesis, bytes: Buffer): void {
   const b = scanBlock(genesis.hash, bytes);
   const h = b.header;
-  if (h.txCount > genesis.doc.maxTxsPerBlock) {
-    fail(
-      BlockErrorCode.TooManyTxs,
-      h.height,
-      `${h.txCount} transactions exceed the limit of ${genesis.doc.maxTxsPerBlock}`,
-    );
-  }
-  if (!txRootOfEncoded(b.txs).equals(h.txRoot))
-    fail(BlockErrorCode.BadTxRoot, h.height, "transaction root does not match");
+  checkLimitAndRoot(genesis, h, () => txRootOfEncoded(b.txs));
   const key = genesis.validatorKeys[h.proposer];
   if (!key) fail(BlockErrorCode.BadProposer, h.height, `proposer index ${h.proposer} is not a validator`);
   if (!verifySync(key, b.signingMessage, h.signature))
