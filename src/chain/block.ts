@@ -60,14 +60,38 @@ export function encodeBlock(b: Block): Buffer {
   return w.finish();
 }
 
-/** Decodes one block, refusing more bytes than {@link BLOCK_BYTES_MAX} or trailing bytes. */
-export function decodeBlock(buf: Buffer): Block {
+/**
+ * The block's size bound and header, and a reader positioned at its first transaction;
+ * decodeBlock and scanBlock share it so that both refuse the same framing.
+ */
+function readFraming(buf: Buffer): { r: Reader; header: BlockHeader } {
   const r = new Reader(buf, "block");
   if (buf.length > BLOCK_BYTES_MAX) r.invalid(`block of ${buf.length} bytes exceeds ${BLOCK_BYTES_MAX}`);
   const header = readHeader(r);
   // Each transaction takes at least TX_BYTES_MIN bytes, so the count cannot exceed what is left.
   if (header.txCount * TX_BYTES_MIN > r.remaining)
     r.invalid(`transaction count ${header.txCount} exceeds the bytes present`);
+  return { r, header };
+}
+
+/**
+ * The height and transaction count an encoded header declares, read at their fixed
+ * offsets without decoding (0 for bytes shorter than a header): to size and name work.
+ */
+export function declaredHeaderFields(bytes: Buffer): { height: number; txCount: number } {
+  if (bytes.length < HEADER_BYTES) return { height: 0, txCount: 0 };
+  return {
+    height: Number(bytes.readBigUInt64BE(HEIGHT_AT)),
+    txCount: bytes.readUInt32BE(HEADER_BYTES - SIGNATURE_BYTES - 4),
+  };
+}
+
+// The height follows the version byte (see the layout above).
+const HEIGHT_AT = 1;
+
+/** Decodes one block, refusing more bytes than {@link BLOCK_BYTES_MAX} or trailing bytes. */
+export function decodeBlock(buf: Buffer): Block {
+  const { r, header } = readFraming(buf);
   const txs: Transaction[] = [];
   for (let i = 0; i < header.txCount; i++) {
     const len = r.u16();
@@ -101,11 +125,7 @@ export interface ScannedBlock {
  * refuses about the block's framing; the transactions' own fields are left to decodeBlock.
  */
 export function scanBlock(genesisHash: Buffer, buf: Buffer): ScannedBlock {
-  const r = new Reader(buf, "block");
-  if (buf.length > BLOCK_BYTES_MAX) r.invalid(`block of ${buf.length} bytes exceeds ${BLOCK_BYTES_MAX}`);
-  const header = readHeader(r);
-  if (header.txCount * TX_BYTES_MIN > r.remaining)
-    r.invalid(`transaction count ${header.txCount} exceeds the bytes present`);
+  const { r, header } = readFraming(buf);
   const txs: Buffer[] = [];
   for (let i = 0; i < header.txCount; i++) {
     const len = r.u16();

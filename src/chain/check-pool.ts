@@ -11,7 +11,7 @@
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import { HEADER_BYTES } from "./block.js";
+import { declaredHeaderFields } from "./block.js";
 import type { CheckJob, CheckReply } from "./check-worker.js";
 import type { Genesis } from "./genesis.js";
 import { accountLeaf, LANES, LEAF_BYTES, LtHash } from "./lthash.js";
@@ -90,7 +90,7 @@ export class CheckPool {
       let size = 0;
       let end = i;
       while (end < blocks.length && (end === i || sigs < SIGS_PER_JOB)) {
-        sigs += declaredTxCount(blocks[end]!) + 1;
+        sigs += declaredHeaderFields(blocks[end]!).txCount + 1;
         size += blocks[end]!.length;
         end++;
       }
@@ -116,7 +116,7 @@ export class CheckPool {
     if (!("fail" in r) || !r.fail) return undefined;
     const { index, detail, message } = r.fail;
     return new BlockError(
-      { code: BlockErrorCode.Decode, height: declaredHeight(blocks[index]!), ...detail },
+      { code: BlockErrorCode.Decode, height: declaredHeaderFields(blocks[index]!).height, ...detail },
       message,
     );
   }
@@ -272,17 +272,4 @@ function deltaHere(changes: Changes): Uint16Array {
     d.add(accountLeaf(c.pubkey, c.after));
   }
   return d.lanes;
-}
-
-// Where the header keeps the height (after the version byte) and the transaction count
-// (before the signature); see block.ts. Read without decoding, to size and name jobs.
-const HEIGHT_AT = 1;
-const TX_COUNT_AT = HEADER_BYTES - 64 - 4;
-
-function declaredTxCount(bytes: Buffer): number {
-  return bytes.length >= HEADER_BYTES ? bytes.readUInt32BE(TX_COUNT_AT) : 0;
-}
-
-function declaredHeight(bytes: Buffer): number {
-  return bytes.length >= HEADER_BYTES ? Number(bytes.readBigUInt64BE(HEIGHT_AT)) : 0;
 }
