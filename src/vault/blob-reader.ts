@@ -1,7 +1,7 @@
 /**
  * Reads chunks back from packs: one range read per blob into a reused buffer, then
- * authenticated, decompressed and hashed against its id into another (see buffer-pool.ts
- * for why bulk paths never allocate per chunk).
+ * authenticated under its id and decompressed into another, and for a check also hashed
+ * (see buffer-pool.ts for why bulk paths never allocate per chunk).
  */
 import { BufferPool } from "./buffer-pool.js";
 import type { PackMeta } from "./chunk-index.js";
@@ -58,7 +58,8 @@ export class BlobReader {
 
   /**
    * Runs `use` with the blob's chunk, or the reason it is damaged (a read error included).
-   * The chunk's bytes are valid only until `use` settles.
+   * The chunk's bytes are valid only until `use` settles. The chunk is authenticated under
+   * its id, not hashed again (CryptoWorkers.open says why); {@link check} hashes too.
    */
   async with<T>(
     dataClass: string,
@@ -74,7 +75,7 @@ export class BlobReader {
           if (sealed.buffer instanceof SharedArrayBuffer && e.rawLength <= pb.length) {
             const n = await this.workers.open(workerClass(dataClass), e, sealed, pb);
             data = typeof n === "string" ? n : pb.subarray(0, n);
-          } else data = await this.repo.decodeBlob(dataClass, e, sealed);
+          } else data = await this.repo.decodeBlob(dataClass, e, sealed, undefined, false);
         } catch (err) {
           data = (err as Error).message;
         }

@@ -274,14 +274,16 @@ export class Repository {
   }
 
   /**
-   * Turns a stored blob back into its chunk: authenticate, decompress, and check that the
-   * plaintext hashes to its id (the pair of the check made when it was written).
+   * Turns a stored blob back into its chunk: authenticate it under its id, decompress, and
+   * (unless `rehash` is false, as for a restore: see CryptoWorkers.open) check that the
+   * plaintext hashes to its id, the pair of the check made when it was written.
    */
   async decodeBlob(
     dataClass: string,
     entry: PackEntry,
     sealed: Buffer,
     out?: Buffer,
+    rehash = true,
   ): Promise<Buffer | string> {
     const { dataKey, idKey } = this.keysOf(dataClass);
     const into = out ?? Buffer.allocUnsafe(sealed.length);
@@ -298,7 +300,7 @@ export class Repository {
       }
     }
     if (data.length !== entry.rawLength) return `has ${data.length} bytes, not ${entry.rawLength}`;
-    if (!chunkId(idKey, data).equals(entry.id)) return "does not hash to its id";
+    if (rehash && !chunkId(idKey, data).equals(entry.id)) return "does not hash to its id";
     return data;
   }
 
