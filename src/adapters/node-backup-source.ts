@@ -55,7 +55,12 @@ const appendOnly = (path: string): boolean =>
  */
 export async function nodeBackupSource(
   ref: string,
-  o: { components?: readonly string[]; adminToken?: string } = {},
+  o: {
+    components?: readonly string[];
+    adminToken?: string;
+    /** Awaited before a running node is asked for anything (the repository being opened). */
+    beforeCheckpoint?: Promise<unknown>;
+  } = {},
 ): Promise<NodeBackupSource> {
   const wanted = new Set(o.components && o.components.length > 0 ? o.components : NODE_COMPONENTS);
   for (const c of wanted)
@@ -64,7 +69,7 @@ export async function nodeBackupSource(
         { code: NodeSourceErrorCode.Invalid, component: c },
         `Unknown component ${c}: a node has ${NODE_COMPONENTS.join(", ")}`,
       );
-  if (/^https?:\/\//.test(ref)) return live(ref, undefined, wanted, o.adminToken);
+  if (/^https?:\/\//.test(ref)) return live(ref, undefined, wanted, o.adminToken, o.beforeCheckpoint);
   if (!existsSync(join(ref, "node.json")))
     throw new NodeSourceError(
       { code: NodeSourceErrorCode.Invalid, path: ref },
@@ -80,6 +85,7 @@ export async function nodeBackupSource(
       ref,
       wanted,
       token,
+      o.beforeCheckpoint,
     );
   }
   return {
@@ -108,7 +114,9 @@ async function live(
   dataDirHint: string | undefined,
   wanted: Set<string>,
   token: string | undefined,
+  before: Promise<unknown> | undefined,
 ): Promise<NodeBackupSource> {
+  await before;
   const envToken = process.env.CHAINVAULT_ADMIN_TOKEN;
   const adminToken = token ?? envToken;
   if (!adminToken)

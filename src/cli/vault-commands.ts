@@ -9,6 +9,7 @@ import cliProgress from "cli-progress";
 import type { Command } from "commander";
 import { openBackend } from "../vault/backends/open.js";
 import { copySnapshots } from "../vault/copy.js";
+import { CryptoWorkers, cryptoThreads } from "../vault/crypto-workers.js";
 import { VaultError, VaultErrorCode } from "../vault/errors.js";
 import { forget, type RetentionPolicy } from "../vault/forget.js";
 import { prune } from "../vault/prune.js";
@@ -52,6 +53,15 @@ export function readPassword(
 async function openRepo(o: RepoOpts): Promise<Repository> {
   const password = readPassword(o.passwordFile);
   return Repository.open(await openBackend(o.repo), password);
+}
+
+/**
+ * {@link openRepo} for a command that will use the crypto workers: they boot while the
+ * passphrase's key is derived (scrypt on the thread pool), not after it.
+ */
+function openRepoWithWorkers(o: RepoOpts, mainThreadBusy: boolean): Promise<Repository> {
+  CryptoWorkers.prewarm(cryptoThreads(mainThreadBusy));
+  return openRepo(o);
 }
 
 /** A progress bar on a terminal (stderr), nothing otherwise. */
@@ -192,11 +202,14 @@ export function registerVaultCommands(program: Command): void {
     .option("--force", "read every file, ignoring the parent snapshot", false)
     .action(
       run(async (o: RepoOpts & { node: string; components?: string[]; tag: string[]; force: boolean }) => {
-        const repo = await openRepo(o);
-        const bar = progressBar(!o.json, "backup");
-        // Loaded on use: the chain modules cost start-up time every other command would pay.
+        // The node's side (the chain modules, loaded on use, its anchor and files) is
+        // prepared while the repository's key is derived; backupNode awaits the repository
+        // before anything that touches either.
+        const opening = openRepoWithWorkers(o, true);
+        opening.catch(() => undefined);
         const { backupNode } = await import("../recovery/node-backup.js");
-        const r = await backupNode(repo, o.node, {
+        const bar = progressBar(!o.json, "backup");
+        const r = await backupNode(opening, o.node, {
           tags: o.tag,
           force: o.force,
           ...(o.components ? { components: o.components } : {}),
@@ -290,7 +303,9 @@ export function registerVaultCommands(program: Command): void {
           ids: string[],
           o: RepoOpts & { all: boolean; readData: boolean; readDataSubset?: number; chain: boolean },
         ) => {
-          const repo = await openRepo(o);
+          const repo = await (o.readData || o.readDataSubset !== undefined || o.chain
+            ? openRepoWithWorkers(o, false)
+            : openRepo(o));
           const bar = progressBar(!o.json, "verify");
           const chainCheck = o.chain
             ? (await import("../recovery/node-backup.js")).checkRestoredNode
@@ -335,11 +350,13 @@ export function registerVaultCommands(program: Command): void {
           id: string,
           o: RepoOpts & { target: string; components?: string[]; delta: boolean; force: boolean },
         ) => {
-          const repo = await openRepo(o);
+          const [repo, { restoreNode }] = await Promise.all([
+            openRepoWithWorkers(o, false),
+            import("../recovery/node-backup.js"),
+          ]);
           const bar = progressBar(!o.json, "restore");
           // Resolved: a trailing slash (as shells complete it) would put the staging and
           // kept-aside directories, named `<target>.…`, inside the target.
-          const { restoreNode } = await import("../recovery/node-backup.js");
           const r = await restoreNode(repo, id, resolve(o.target), {
             delta: o.delta,
             force: o.force,

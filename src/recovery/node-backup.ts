@@ -26,19 +26,34 @@ export interface NodeBackupResult extends BackupResult {
   live: boolean;
 }
 
-/** Backs up a node (data directory or URL) into `repo`. */
+/**
+ * Backs up a node (data directory or URL) into `repo`. The repository may still be opening
+ * (its key being derived): a stopped node's anchor and files are read meanwhile, while a
+ * running node is asked for a checkpoint only once the repository is open.
+ */
 export async function backupNode(
-  repo: Repository,
+  repo: Repository | Promise<Repository>,
   ref: string,
   o: NodeBackupOptions = {},
 ): Promise<NodeBackupResult> {
-  const src = await nodeBackupSource(ref, {
-    ...(o.components ? { components: o.components } : {}),
-    ...(o.adminToken ? { adminToken: o.adminToken } : {}),
-  });
+  const opening = Promise.resolve(repo);
+  // Observed now: a failure to open is reported below, after the source is settled.
+  opening.catch(() => undefined);
+  let src: Awaited<ReturnType<typeof nodeBackupSource>>;
+  try {
+    src = await nodeBackupSource(ref, {
+      ...(o.components ? { components: o.components } : {}),
+      ...(o.adminToken ? { adminToken: o.adminToken } : {}),
+      beforeCheckpoint: opening,
+    });
+  } catch (err) {
+    // A repository that cannot be opened is the first thing to fix.
+    await opening;
+    throw err;
+  }
   try {
     const r = await backup(
-      repo,
+      opening,
       { sourceId: src.sourceId, location: src.location, components: src.components, anchor: src.anchor },
       o,
     );

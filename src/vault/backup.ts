@@ -59,13 +59,20 @@ export interface BackupResult {
 // bounds memory to a few read buffers.
 const IN_FLIGHT_CHUNKS = 4;
 
-/** Backs up a source into a repository and returns the new snapshot. */
+/**
+ * Backs up a source into a repository and returns the new snapshot. The repository may
+ * still be opening (its key being derived): the source's files are listed meanwhile.
+ */
 export async function backup(
-  repo: Repository,
+  opening: Repository | Promise<Repository>,
   source: BackupSource,
   o: BackupOptions = {},
 ): Promise<BackupResult> {
   const t0 = Date.now();
+  const walking = Promise.all(source.components.map(walkComponent));
+  // Observed now; a failure is reported where it is awaited, after the repository's own.
+  walking.catch(() => undefined);
+  const repo = await opening;
   const cleanup: (() => Promise<void>)[] = [];
   const lock = await RepoLock.acquire(repo.backend, {
     exclusive: false,
@@ -79,7 +86,7 @@ export async function backup(
     const workers = repo.startCryptoWorkers(true);
     cleanup.push(() => workers.close());
     const writer = new PackWriter(repo, workers);
-    const walked = await Promise.all(source.components.map(walkComponent));
+    const walked = await walking;
     const totalBytes = walked.flat().reduce((s, e) => s + e.sizeBytes, 0);
     const r = { files: { new: 0, changed: 0, unmodified: 0 }, readBytes: 0, doneBytes: 0 };
     const slots = new Slots(IN_FLIGHT_CHUNKS);

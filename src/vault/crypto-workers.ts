@@ -62,6 +62,30 @@ function rangeOf(b: Buffer): { buf: SharedArrayBuffer; off: number; len: number 
   return { buf: b.buffer, off: b.byteOffset, len: b.length };
 }
 
+/**
+ * Worker threads for {@link CryptoWorkers}: one per core, but one fewer when the main thread
+ * has bulk work of its own (a backup reads and cuts there), and at most 4.
+ */
+export function cryptoThreads(mainThreadBusy: boolean): number {
+  const cores = Math.min(4, availableParallelism());
+  return Math.max(1, mainThreadBusy ? cores - 1 : cores);
+}
+
+function bootWorker(): Worker {
+  const zstdPath = createRequire(import.meta.url).resolve("zstd-napi/binding.js");
+  // A small young generation: the workers keep almost nothing on their JS heaps.
+  const w = new Worker(WORKER_SOURCE, {
+    eval: true,
+    workerData: { zstdPath },
+    resourceLimits: { maxYoungGenerationSizeMb: 4 },
+  });
+  w.unref();
+  return w;
+}
+
+// Workers booted ahead of need (see prewarm), with the first error each reported, if any.
+const spares: { w: Worker; failed: boolean }[] = [];
+
 export class CryptoWorkers {
   private readonly workers: Worker[] = [];
   private readonly busy: number[] = [];
@@ -72,16 +96,32 @@ export class CryptoWorkers {
   private nextJob = 0;
   private failure: Error | undefined;
 
-  constructor(keys: Record<string, ClassKeys>, threads = Math.max(1, Math.min(4, availableParallelism()))) {
-    const zstdPath = createRequire(import.meta.url).resolve("zstd-napi/binding.js");
-    for (let i = 0; i < threads; i++) {
-      // A small young generation: the workers keep almost nothing on their JS heaps.
-      const w = new Worker(WORKER_SOURCE, {
-        eval: true,
-        workerData: { keys, zstdPath },
-        resourceLimits: { maxYoungGenerationSizeMb: 4 },
+  /**
+   * Boots `threads` workers now, without keys, for the next CryptoWorkers to adopt. Booting
+   * one (an isolate, this source, the zstd addon) takes ~0.1 s on a small machine; a command
+   * calls this before the passphrase's key derivation, so the two overlap.
+   */
+  static prewarm(threads: number): void {
+    while (spares.length < threads) {
+      const spare = { w: bootWorker(), failed: false };
+      spare.w.on("error", () => {
+        spare.failed = true;
       });
-      w.unref();
+      spares.push(spare);
+    }
+  }
+
+  constructor(keys: Record<string, ClassKeys>, threads = cryptoThreads(false)) {
+    for (let i = 0; i < threads; i++) {
+      let spare = spares.shift();
+      while (spare?.failed) {
+        void spare.w.terminate();
+        spare = spares.shift();
+      }
+      const w = spare?.w ?? bootWorker();
+      w.removeAllListeners("error");
+      // The keys go first on the worker's queue: every job is posted after them.
+      w.postMessage({ t: "keys", keys });
       w.on("message", (r: Reply) => {
         const p = this.waiting.get(r.j);
         if (!p) return;
@@ -214,8 +254,11 @@ const WORKER_SOURCE = `
 const { createCipheriv, createDecipheriv, createHmac, randomBytes } = require("node:crypto");
 const { parentPort, workerData } = require("node:worker_threads");
 const zstd = require(workerData.zstdPath);
+// Set by the first message, before any job (a worker may be booted before the keys exist).
 const keys = {};
-for (const [cls, k] of Object.entries(workerData.keys)) keys[cls] = { dataKey: Buffer.from(k.dataKey), idKey: Buffer.from(k.idKey) };
+function setKeys(given) {
+  for (const [cls, k] of Object.entries(given)) keys[cls] = { dataKey: Buffer.from(k.dataKey), idKey: Buffer.from(k.idKey) };
+}
 const NONCE = 12, TAG = 16, SLICE = 65536, PROBE = 65536, MIN_SAVING = 0.97, FLAG_COMPRESSED = 1;
 const cctx = new zstd.CCtx(), dctx = new zstd.DCtx();
 const probeOut = Buffer.allocUnsafe(zstd.compressBound(PROBE));
@@ -291,6 +334,7 @@ const collect = require("node:vm").runInNewContext("gc");
 const GC_EVERY = 8 * 1048576;
 let garbage = 0;
 parentPort.on("message", (m) => {
+  if (m.t === "keys") return setKeys(m.keys);
   if (m.t !== "hash" && (garbage += m.len) >= GC_EVERY) { garbage = 0; collect({ type: "minor" }); }
   let r;
   try { r = job(m); } catch (e) { r = { err: String((e && e.message) || e) }; }

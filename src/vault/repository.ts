@@ -14,12 +14,11 @@
 import type { KeyObject } from "node:crypto";
 import { randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
-import { availableParallelism } from "node:os";
 import type { Backend } from "./backend.js";
 import { ChunkIndex, decodeIndex } from "./chunk-index.js";
 import { type ChunkerParams, DEFAULT_CHUNKER_PARAMS, gearTable } from "./chunker.js";
 import { chunkId, open, openInto, publicKeyBytes, seal, signingKeyOf } from "./crypto.js";
-import { CryptoWorkers } from "./crypto-workers.js";
+import { CryptoWorkers, cryptoThreads } from "./crypto-workers.js";
 import { VaultError, VaultErrorCode } from "./errors.js";
 import {
   decodeKeyFile,
@@ -172,20 +171,20 @@ export class Repository {
   }
 
   /**
-   * Worker threads holding this repository's keys, for bulk work; the caller closes them. `mainThreadBusy`: the calling thread has a core's worth of
-   * its own work (a backup reads and cuts chunks), so one worker fewer than there are cores;
+   * Worker threads holding this repository's keys, for bulk work; the caller closes them.
+   * Workers booted by CryptoWorkers.prewarm are taken first. `mainThreadBusy`: the calling
+   * thread has a core's worth of its own work (a backup reads and cuts chunks), so one worker fewer than there are cores;
    * otherwise (restore, verify: the main thread mostly waits on I/O) one per core. Each
    * worker costs ~12 MiB; on 2 cores a backup with one worker is ~10% slower and ~20 MiB
    * smaller (bench/backup).
    */
   startCryptoWorkers(mainThreadBusy = false): CryptoWorkers {
-    const cores = Math.min(4, availableParallelism());
     return new CryptoWorkers(
       {
         "": { dataKey: this.master.dataKey, idKey: this.master.idKey },
         [KEYS_CLASS]: { dataKey: this.master.keysDataKey, idKey: this.master.keysIdKey },
       },
-      Math.max(1, mainThreadBusy ? cores - 1 : cores),
+      cryptoThreads(mainThreadBusy),
     );
   }
 

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -631,4 +632,29 @@ test("chainvault with a wrong password exits with code 6, names the repository a
   assert.doesNotMatch(run.stderr, /unexpected error|at .*\.ts:\d+/, "an expected error prints no stack");
   assert.equal(`${run.stdout}${run.stderr}`.includes(WRONG), false, "the password is never printed");
   assert.deepEqual(after, before, "the repository is unchanged");
+});
+
+test("a backup of a running node whose repository does not open never asks the node for a checkpoint", async () => {
+  // A node's HTTP API on loopback that records what it is asked; a real node would make a
+  // checkpoint (hard links, a state copy) on POST /admin/checkpoint.
+  const asked: string[] = [];
+  const server = createServer((req, res) => {
+    asked.push(`${req.method} ${req.url}`);
+    res.writeHead(503).end();
+  });
+  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+  const { port } = server.address() as { port: number };
+  try {
+    const refused = new VaultError(
+      { code: VaultErrorCode.WrongPassword },
+      "the password does not open any key file",
+    );
+    await assert.rejects(
+      backupNode(Promise.reject(refused), `http://127.0.0.1:${port}`, { adminToken: "t" }),
+      (err) => err === refused,
+    );
+    assert.deepEqual(asked, [], "the node was asked for nothing");
+  } finally {
+    server.close();
+  }
 });

@@ -87,3 +87,21 @@ test("open trusts the seal's binding to the id; check also finds a plaintext tha
   const id = chunkId(keys.idKey, data);
   assert.equal(await workers.check("", { ...e, id }, shared(seal(keys.dataKey, data, id))), undefined);
 });
+
+test("workers booted ahead of the keys (prewarm) are adopted and hash and open under the keys given later", async () => {
+  CryptoWorkers.prewarm(2);
+  const other = { dataKey: randomBytes(32), idKey: randomBytes(32) };
+  const late = new CryptoWorkers({ "": other }, 2);
+  try {
+    const data = shared(randomBytes(100_000));
+    const id = chunkId(other.idKey, data);
+    // Two jobs at once, so each of the two adopted workers takes one.
+    const [a, b] = await Promise.all([late.hash("", data), late.hash("", data)]);
+    assert.deepEqual(a, id);
+    assert.deepEqual(b, id);
+    const sealed = shared(seal(other.dataKey, data, id));
+    assert.equal(await late.check("", { id, flags: 0, rawLength: data.length }, sealed), undefined);
+  } finally {
+    await late.close();
+  }
+});
