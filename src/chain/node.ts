@@ -5,7 +5,7 @@
 
 import { errorMessage } from "../util/errors.js";
 import type { Logger } from "../util/logger.js";
-import { decodeBlock, sealBlock, txRootOf } from "./block.js";
+import { declaredHeaderFields, sealBlock, txRootOf } from "./block.js";
 import { type FetchedBlock, NodeClient } from "./client.js";
 import { earliestTimestamp, isBetterTip, proposerRank } from "./consensus.js";
 import type { KeyPair } from "./crypto.js";
@@ -415,19 +415,20 @@ export class ChainNode {
       const current = queue.shift()!;
       const { bytes, sigs } = await current.result;
       if (bytes.length === 0) break;
-      const prepared = bytes.map((b) => prepareBlock(decodeBlock(b), b));
-      const last = prepared[prepared.length - 1]!.block.header.height;
+      // The header's own word on its height, before decoding: the import decodes each
+      // block when it reaches it (and refuses one whose bytes say otherwise).
+      const last = declaredHeaderFields(bytes[bytes.length - 1]!).height;
       if (last < current.to) {
         // The peer sent fewer blocks than asked (its byte bound): re-plan from the gap.
         queue.length = 0;
         nextFrom = last + 1;
       }
       fill();
-      await this.store.importBlocks(prepared, { nowMs: Date.now(), signatures: sigs });
-      total += prepared.length;
+      const imported = await this.store.importEncoded(bytes, { nowMs: Date.now(), signatures: sigs });
+      total += imported;
       this.afterImport(
-        prepared.length,
-        prepared.reduce((s, b) => s + b.block.txs.length, 0),
+        imported,
+        bytes.reduce((s, b) => s + declaredHeaderFields(b).txCount, 0),
       );
     }
     return total;

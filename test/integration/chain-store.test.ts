@@ -153,33 +153,56 @@ const BAD_BLOCKS: { code: BlockErrorCode; spoil: (ib: ImportedBlock) => Imported
   },
 ];
 
-for (const { code, spoil } of BAD_BLOCKS) {
-  test(`importBlocks refuses a block with ${code}, keeps the valid blocks before it and leaves nothing of it or what follows`, async (t) => {
-    const { dir, store } = newStore(t);
-    const base = await grow(store, 3);
-    const next = buildBlocks(fx, storeBase(store), 5);
-    const bad = spoil(next[3]!);
-    // The batch goes on past the bad block: nothing after it may be imported either.
-    await assert.rejects(
-      store.importBlocks([next[0]!, next[1]!, next[2]!, bad, next[4]!]),
-      (err: unknown) => {
-        assert.ok(err instanceof BlockError, `expected a BlockError, got ${String(err)}`);
-        assert.equal(err.code, code);
-        assert.equal(err.height, 7);
-        return true;
-      },
-    );
-    const kept = [...base, ...next.slice(0, 3)];
-    assertChainIs(store, kept);
-    assert.equal(store.state.appliedAt(7), undefined, "the state holds nothing of the bad block");
-    assert.deepEqual(diskHeights(dir), [1, 2, 3, 4, 5, 6], "the ledger holds nothing of the bad block");
+// A batch as decoded blocks (own or announced) and as a peer's bytes (sync), which are
+// decoded one by one as the import reaches them.
+const IMPORTS = {
+  importBlocks: (store: ChainStore, blocks: ImportedBlock[]) => store.importBlocks(blocks),
+  importEncoded: (store: ChainStore, blocks: ImportedBlock[]) =>
+    store.importEncoded(blocks.map((b) => b.bytes)),
+};
 
-    // The good blocks still import: nothing of the bad one lingers.
-    assert.equal(await store.importBlocks(next.slice(3)), 2);
-    assertChainIs(store, [...kept, ...next.slice(3)]);
-    await store.close();
-  });
-}
+for (const [how, importBatch] of Object.entries(IMPORTS))
+  for (const { code, spoil } of BAD_BLOCKS) {
+    test(`${how} refuses a block with ${code}, keeps the valid blocks before it and leaves nothing of it or what follows`, async (t) => {
+      const { dir, store } = newStore(t);
+      const base = await grow(store, 3);
+      const next = buildBlocks(fx, storeBase(store), 5);
+      const bad = spoil(next[3]!);
+      // The batch goes on past the bad block: nothing after it may be imported either.
+      await assert.rejects(
+        importBatch(store, [next[0]!, next[1]!, next[2]!, bad, next[4]!]),
+        (err: unknown) => {
+          assert.ok(err instanceof BlockError, `expected a BlockError, got ${String(err)}`);
+          assert.equal(err.code, code);
+          assert.equal(err.height, 7);
+          return true;
+        },
+      );
+      const kept = [...base, ...next.slice(0, 3)];
+      assertChainIs(store, kept);
+      assert.equal(store.state.appliedAt(7), undefined, "the state holds nothing of the bad block");
+      assert.deepEqual(diskHeights(dir), [1, 2, 3, 4, 5, 6], "the ledger holds nothing of the bad block");
+
+      // The good blocks still import: nothing of the bad one lingers.
+      assert.equal(await importBatch(store, next.slice(3)), 2);
+      assertChainIs(store, [...kept, ...next.slice(3)]);
+      await store.close();
+    });
+  }
+
+test("importEncoded of a peer's batch whose fourth block does not decode keeps the three before it and nothing after", async (t) => {
+  const { dir, store } = newStore(t);
+  const base = await grow(store, 3);
+  const next = buildBlocks(fx, storeBase(store), 5);
+  const bytes = next.map((b) => b.bytes);
+  bytes[3] = bytes[3]!.subarray(0, bytes[3]!.length - 7);
+  await assert.rejects(store.importEncoded(bytes), /Cannot decode block/);
+  assertChainIs(store, [...base, ...next.slice(0, 3)]);
+  assert.deepEqual(diskHeights(dir), [1, 2, 3, 4, 5, 6]);
+  assert.equal(await store.importEncoded(next.slice(3).map((b) => b.bytes)), 2);
+  assertChainIs(store, [...base, ...next]);
+  await store.close();
+});
 
 test("reopening replays into the state blocks the ledger holds but the state never applied", async (t) => {
   const { dir, store } = newStore(t);

@@ -20,7 +20,7 @@ import { blockWeight, isBetterTip } from "../consensus.js";
 import { hex, sha256 } from "../crypto.js";
 import { Reader, Writer } from "../encoding.js";
 import type { Genesis } from "../genesis.js";
-import { BLOCK_BYTES_MAX, type Block, type ChainTip } from "../types.js";
+import { BLOCK_BYTES_MAX, type Block, type BlockHeader, type ChainTip } from "../types.js";
 import {
   applyTxs,
   BlockError,
@@ -64,6 +64,20 @@ export interface ImportedBlock {
   bytes: Buffer;
   hash: Buffer;
 }
+
+/**
+ * What storage keeps of a block once it is executed: header, bytes and hash. An import
+ * holds a batch this way until it writes it, so the batch's decoded transactions are
+ * garbage as soon as each block is executed (young, and cheap for the collector).
+ */
+export interface StoredBlock {
+  block: { header: BlockHeader };
+  bytes: Buffer;
+  hash: Buffer;
+}
+
+/** What the state store writes for an executed block. */
+type Commit = Pick<Execution, "changes" | "ltHash" | "stateRoot">;
 
 export function prepareBlock(block: Block, bytes?: Buffer): ImportedBlock {
   const b = bytes ?? encodeBlock(block);
@@ -250,7 +264,7 @@ export class ChainStore {
   }
 
   /** Writes blocks already executed and checked, in chain order, to the state. Call inside a transaction. */
-  private writeExecuted(items: { ib: ImportedBlock; ex: Execution }[]): void {
+  private writeExecuted(items: { ib: StoredBlock; ex: Commit }[]): void {
     if (items.length === 0) return;
     let weight = this.state.head?.weight ?? 0n;
     const blocks = items.map(({ ib, ex }) => {
@@ -263,7 +277,7 @@ export class ChainStore {
       this.state.pruneUndo(blocks[blocks.length - 1]!.block.height - this.opts.undoDepth);
   }
 
-  private ledgerItem(ib: ImportedBlock): LedgerItem {
+  private ledgerItem(ib: StoredBlock): LedgerItem {
     return ledgerItemOf(ib, this.genesis.validatorCount);
   }
 
@@ -274,40 +288,67 @@ export class ChainStore {
    * run on the check workers meanwhile; then the valid prefix is written in one transaction.
    */
   importBlocks(blocks: ImportedBlock[], opts: ImportOptions = {}): Promise<number> {
+    return this.importRun(
+      blocks.map((b) => b.bytes),
+      (i) => blocks[i]!,
+      opts,
+    );
+  }
+
+  /**
+   * {@link importBlocks} for blocks as a peer sent them: each is decoded only when the
+   * import reaches it, and only its header is kept once it is executed. A block that does
+   * not decode fails like an invalid one (the blocks before it are kept).
+   */
+  importEncoded(bytes: Buffer[], opts: ImportOptions = {}): Promise<number> {
+    return this.importRun(bytes, (i) => prepareBlock(decodeBlock(bytes[i]!), bytes[i]), opts);
+  }
+
+  private importRun(
+    bytes: Buffer[],
+    blockAt: (i: number) => ImportedBlock,
+    opts: ImportOptions,
+  ): Promise<number> {
     // The checks start before the mutex is taken, so they overlap the import ahead.
     const checks = opts.trustedSignatures
       ? Promise.resolve(undefined)
-      : (opts.signatures ??
-        startBlockChecks(
-          this.genesis,
-          blocks.map((b) => b.bytes),
-        ));
+      : (opts.signatures ?? startBlockChecks(this.genesis, bytes));
     return this.mutex.run(async () => {
-      if (blocks.length === 0) return 0;
+      if (bytes.length === 0) return 0;
       let parent = this.ref(this.ledger.tipHeight)!;
       // The first block's links before anything else: a stale or foreign block fails here.
-      checkLinks(this.genesis, parent, blocks[0]!.block, opts);
+      const first = blockAt(0);
+      checkLinks(this.genesis, parent, first.block, opts);
       const view = new StateOverlay(this.state);
-      const executed: { ib: ImportedBlock; changes: Changes }[] = [];
+      const executed: { ib: StoredBlock; changes: Changes }[] = [];
       let failure: unknown;
-      for (const ib of blocks) {
+      for (let i = 0; i < bytes.length; i++) {
         try {
+          const ib = i === 0 ? first : blockAt(i);
           checkLinks(this.genesis, parent, ib.block, opts);
           // Own blocks skip the workers' checks; their body is still checked here.
           if (opts.trustedSignatures) checkBody(this.genesis, ib.block);
           const { changes } = applyTxs(view, ib.block.header.height, ib.block.txs);
           view.set(changes);
-          executed.push({ ib, changes });
+          // The header, not the block: its transactions are done with.
+          executed.push({
+            ib: { block: { header: ib.block.header }, bytes: ib.bytes, hash: ib.hash },
+            changes,
+          });
+          parent = {
+            height: ib.block.header.height,
+            hash: ib.hash,
+            timestampMs: ib.block.header.timestampMs,
+          };
         } catch (err) {
           failure = err;
           break;
         }
-        parent = { height: ib.block.header.height, hash: ib.hash, timestampMs: ib.block.header.timestampMs };
       }
       const deltas = await CheckPool.for(this.genesis).deltas(executed.map((e) => e.changes));
       const checkError = await checks;
       if (checkError !== undefined && !(checkError instanceof BlockError)) throw checkError;
-      const valid: { ib: ImportedBlock; ex: Execution }[] = [];
+      const valid: { ib: StoredBlock; ex: Commit }[] = [];
       let lt = this.state.ltHash;
       for (let i = 0; i < executed.length; i++) {
         const { ib, changes } = executed[i]!;
@@ -324,7 +365,7 @@ export class ChainStore {
           failure = err;
           break;
         }
-        valid.push({ ib, ex: { changes, ltHash: lt, stateRoot, included: ib.block.txs } });
+        valid.push({ ib, ex: { changes, ltHash: lt, stateRoot } });
       }
       this.state.transaction(() => {
         this.writeExecuted(valid);
@@ -492,7 +533,7 @@ export class ChainStore {
 }
 
 /** The ledger item a chain store appends for a block: its bytes and what the index keeps. */
-export function ledgerItemOf(ib: ImportedBlock, validatorCount: number): LedgerItem {
+export function ledgerItemOf(ib: StoredBlock, validatorCount: number): LedgerItem {
   const h = ib.block.header;
   return {
     height: h.height,

@@ -11,6 +11,9 @@ import { accountLeaf, LtHash } from "../lthash.js";
 import type { Account } from "../types.js";
 import type { AccountChange, Execution, StateReader } from "../validate.js";
 
+/** What is written for an executed block: its changes and the commitment after it. */
+type Commit = Pick<Execution, "changes" | "ltHash" | "stateRoot">;
+
 export enum StateErrorCode {
   UndoMissing = "STATE_UNDO_MISSING",
   GenesisMismatch = "STATE_GENESIS_MISMATCH",
@@ -189,7 +192,7 @@ export class StateStore implements StateReader {
   }
 
   /** Writes one executed block. Call inside {@link transaction}. */
-  apply(block: AppliedBlock, ex: Execution, keepUndo: boolean): void {
+  apply(block: AppliedBlock, ex: Commit, keepUndo: boolean): void {
     this.applyMany([{ block, ex }], keepUndo);
   }
 
@@ -198,7 +201,7 @@ export class StateStore implements StateReader {
    * gets its row and undo record; each account is written once, with its last value,
    * however many of the blocks changed it.
    */
-  applyMany(blocks: { block: AppliedBlock; ex: Execution }[], keepUndo: boolean): void {
+  applyMany(blocks: { block: AppliedBlock; ex: Commit }[], keepUndo: boolean): void {
     if (blocks.length === 0) return;
     const last = new Map<string, AccountChange>();
     for (const { block, ex } of blocks) {
