@@ -10,11 +10,10 @@ import { crashPoint } from "../util/crash-points.js";
 import type { BufferPool } from "./buffer-pool.js";
 import type { ChunkIndex } from "./chunk-index.js";
 import { chunkId } from "./crypto.js";
-import type { CryptoWorkers } from "./crypto-workers.js";
 import { VaultError, VaultErrorCode } from "./errors.js";
 import { chunkBufferPool, forEachChunk } from "./file-chunks.js";
 import { RepoLock } from "./lock.js";
-import { PackWriter, workerClass } from "./pack-writer.js";
+import { PackWriter } from "./pack-writer.js";
 import type { Repository } from "./repository.js";
 import type { Component, FileNode, Manifest } from "./snapshot.js";
 import {
@@ -54,8 +53,8 @@ export interface BackupResult {
   elapsedMs: number;
 }
 
-// Chunks on the crypto workers at once (hashing, then compressing and sealing the new ones):
-// 4 keeps the workers fed while the main thread reads and cuts (8 was no faster), and
+// New chunks on the crypto workers at once (compressing and sealing): 4 keeps the workers
+// fed while the main thread reads, cuts and hashes (8 was no faster), and
 // bounds memory to a few read buffers.
 const IN_FLIGHT_CHUNKS = 4;
 
@@ -119,7 +118,7 @@ export async function backup(
           continue;
         }
         if (pf) r.files.changed++;
-        const got = await chunkFile(repo, index, writer, workers, slots, pool, c, e, pf, (n, read) => {
+        const got = await chunkFile(repo, index, writer, slots, pool, c, e, pf, (n, read) => {
           r.doneBytes += n;
           r.readBytes += read;
           o.onProgress?.(r.doneBytes, totalBytes);
@@ -240,7 +239,6 @@ async function chunkFile(
   repo: Repository,
   index: ChunkIndex,
   writer: PackWriter,
-  workers: CryptoWorkers,
   slots: Slots,
   pool: BufferPool,
   c: SourceComponent,
@@ -249,7 +247,6 @@ async function chunkFile(
   progress: (doneBytes: number, readBytes: number) => void,
 ): Promise<{ ids: string[]; sizeBytes: number }> {
   const { idKey } = repo.keysOf(c.dataClass);
-  const cls = workerClass(c.dataClass);
   const fh: ReadHandle = e.open
     ? await e.open()
     : await openFile(e.absPath, "r").catch((err: unknown) => {
@@ -279,14 +276,18 @@ async function chunkFile(
       pool,
       async (data, offset, release) => {
         sizeBytes = offset + data.length;
-        const k = ids.length;
-        ids.push("");
+        // The id here, on the reading thread, which has time to spare beside the crypto
+        // worker's compression and encryption (the backup's critical path); a chunk the
+        // repository already holds then never reaches the worker at all.
+        const id = chunkId(idKey, data);
+        ids.push(id.toString("hex"));
+        if (index.has(id) || writer.pending.has(id.toString("latin1"))) {
+          release();
+          return;
+        }
         await slots.run(async () => {
           try {
-            const id = await workers.hash(cls, data);
-            ids[k] = id.toString("hex");
-            if (!index.has(id) && !writer.pending.has(id.toString("latin1")))
-              await writer.add(c.dataClass, id, data);
+            await writer.add(c.dataClass, id, data);
           } finally {
             release();
           }

@@ -61,7 +61,6 @@ function openInto(key, sealed, aad, out) {
 function job(m) {
   const k = keyOf(m.cls);
   const data = Buffer.from(m.buf, m.off, m.len);
-  if (m.t === "hash") return { id: createHmac("sha256", k.idKey).update(data).digest() };
   const id = Buffer.from(m.id);
   if (m.t === "seal") {
     const out = Buffer.from(m.out);
@@ -99,7 +98,7 @@ const GC_EVERY = 2 * 1048576;
 let garbage = 0;
 parentPort.on("message", (m) => {
   if (m.t === "keys") return setKeys(m.keys);
-  if (m.t !== "hash" && (garbage += m.len) >= GC_EVERY) { garbage = 0; collect({ type: "minor" }); }
+  if ((garbage += m.len) >= GC_EVERY) { garbage = 0; collect({ type: "minor" }); }
   let r;
   try { r = job(m); } catch (e) { r = { err: String((e && e.message) || e) }; }
   parentPort.postMessage({ j: m.j, ...r });

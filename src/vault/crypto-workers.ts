@@ -1,7 +1,7 @@
 /**
- * Chunk hashing, sealing and opening on worker threads, so a backup or a restore uses every
- * core: the main thread reads, cuts and writes; the workers hash (HMAC-SHA256), compress
- * (zstd), encrypt and decrypt (AES-256-GCM). Chunk bytes never get copied between threads:
+ * Chunk sealing and opening on worker threads, so a backup or a restore uses every core:
+ * a backup's main thread reads, cuts, computes chunk ids (HMAC-SHA256) and writes; the
+ * workers compress (zstd), encrypt and decrypt (AES-256-GCM), and for verification hash. Chunk bytes never get copied between threads:
  * jobs name ranges of SharedArrayBuffers from the callers' buffer pools.
  *
  * The worker's own code is in crypto-worker-source.ts; its sealing and opening follow
@@ -20,7 +20,6 @@ export interface ClassKeys {
 }
 
 type Job =
-  | { t: "hash"; cls: string; buf: SharedArrayBuffer; off: number; len: number }
   | {
       t: "seal";
       cls: string;
@@ -49,7 +48,6 @@ type Job =
 interface Reply {
   j: number;
   err?: string;
-  id?: Uint8Array;
   len?: number;
   flags?: number;
 }
@@ -155,13 +153,6 @@ export class CryptoWorkers {
       this.waiting.set(j, { resolve, reject, w });
       this.workers[w]!.postMessage({ ...job, j });
     });
-  }
-
-  /** HMAC-SHA256 chunk id of `data` under the class's id key. */
-  async hash(cls: string, data: Buffer): Promise<Buffer> {
-    const r = await this.run({ t: "hash", cls, ...rangeOf(data) });
-    if (r.err || !r.id) throw new Error(`Cannot hash a chunk: ${r.err}`);
-    return Buffer.from(r.id);
   }
 
   /**

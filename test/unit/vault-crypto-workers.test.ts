@@ -1,4 +1,4 @@
-// Goal: the crypto workers seal, open and hash exactly as crypto.ts does, so blobs written
+// Goal: the crypto workers seal, open and check chunk ids exactly as crypto.ts does, so blobs written
 // by either side read back on the other; method: real worker threads over shared buffers,
 // cross-checked against the synchronous functions, plus a flipped bit and a wrong id.
 import assert from "node:assert/strict";
@@ -20,10 +20,13 @@ function shared(bytes: Uint8Array | number): Buffer {
   return b;
 }
 
-test("a worker's chunk id is the HMAC-SHA256 of crypto.ts, under the class's own id key", async () => {
+test("a worker checks a chunk against the HMAC-SHA256 id of crypto.ts, under the class's own id key", async () => {
   const data = shared(randomBytes(300_000));
-  assert.deepEqual(await workers.hash("", data), chunkId(keys.idKey, data));
-  assert.deepEqual(await workers.hash("keys", data), chunkId(keysClass.idKey, data));
+  const id = chunkId(keysClass.idKey, data);
+  const e = { id, flags: 0, rawLength: data.length };
+  assert.equal(await workers.check("keys", e, shared(seal(keysClass.dataKey, data, id))), undefined);
+  // The same bytes sealed for that id under the other class's data key, hashed with its id key.
+  assert.equal(await workers.check("", e, shared(seal(keys.dataKey, data, id))), "does not hash to its id");
 });
 
 test("a blob sealed by a worker opens with openInto, and one sealed by seal opens on a worker", async () => {
@@ -88,19 +91,21 @@ test("open trusts the seal's binding to the id; check also finds a plaintext tha
   assert.equal(await workers.check("", { ...e, id }, shared(seal(keys.dataKey, data, id))), undefined);
 });
 
-test("workers booted ahead of the keys (prewarm) are adopted and hash and open under the keys given later", async () => {
+test("workers booted ahead of the keys (prewarm) are adopted and check chunks under the keys given later", async () => {
   CryptoWorkers.prewarm(2);
   const other = { dataKey: randomBytes(32), idKey: randomBytes(32) };
   const late = new CryptoWorkers({ "": other }, 2);
   try {
     const data = shared(randomBytes(100_000));
     const id = chunkId(other.idKey, data);
-    // Two jobs at once, so each of the two adopted workers takes one.
-    const [a, b] = await Promise.all([late.hash("", data), late.hash("", data)]);
-    assert.deepEqual(a, id);
-    assert.deepEqual(b, id);
-    const sealed = shared(seal(other.dataKey, data, id));
-    assert.equal(await late.check("", { id, flags: 0, rawLength: data.length }, sealed), undefined);
+    const sealed = seal(other.dataKey, data, id);
+    const e = { id, flags: 0, rawLength: data.length };
+    // Two jobs at once, so each of the two adopted workers takes one; each job has its own
+    // buffer, as a check decrypts in place.
+    assert.deepEqual(
+      await Promise.all([late.check("", e, shared(sealed)), late.check("", e, shared(sealed))]),
+      [undefined, undefined],
+    );
   } finally {
     await late.close();
   }
