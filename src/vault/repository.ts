@@ -14,6 +14,7 @@
 import type { KeyObject } from "node:crypto";
 import { randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
+import { mapLimit } from "../util/map-limit.js";
 import type { Backend } from "./backend.js";
 import { ChunkIndex, decodeIndex } from "./chunk-index.js";
 import { type ChunkerParams, DEFAULT_CHUNKER_PARAMS, gearTable } from "./chunker.js";
@@ -379,30 +380,4 @@ export class Repository {
     });
     return out;
   }
-}
-
-/**
- * Runs `fn` over `items` with at most `limit` in flight. After a failure no new item starts,
- * and the first error is thrown only once every item in flight has settled: nothing keeps
- * working after the caller has moved on (released a lock, retried).
- */
-export async function mapLimit<T>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T, i: number) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  let failure: { err: unknown } | undefined;
-  const worker = async (): Promise<void> => {
-    while (!failure && next < items.length) {
-      const i = next++;
-      try {
-        await fn(items[i]!, i);
-      } catch (err) {
-        failure ??= { err };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (failure) throw failure.err;
 }

@@ -12,11 +12,12 @@ import { chmod, lstat, mkdir, open as openFile, rename, stat, symlink, utimes } 
 import { dirname, join, resolve } from "node:path";
 import { crashPoint } from "../util/crash-points.js";
 import { fsyncDir } from "../util/fs-atomic.js";
+import { mapLimit } from "../util/map-limit.js";
 import { BlobReader } from "./blob-reader.js";
 import type { ChunkLocation } from "./chunk-index.js";
 import { VaultError, VaultErrorCode } from "./errors.js";
 import { RepoLock } from "./lock.js";
-import { mapLimit, type Repository } from "./repository.js";
+import type { Repository } from "./repository.js";
 import { checkTree, symlinkStaysInside } from "./restore-paths.js";
 import { checkStaged, localChunks, pickComponents, preflight, rootsOf } from "./restore-plan.js";
 import { finishPendingSwap, swapIntoPlace } from "./restore-swap.js";

@@ -11,12 +11,13 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { mapLimit } from "../util/map-limit.js";
 import { BlobReader } from "./blob-reader.js";
 import type { ChunkIndex, PackMeta } from "./chunk-index.js";
 import { decodeKeyFile } from "./keyfile.js";
 import { RepoLock } from "./lock.js";
 import { packObjectName, readPackHeader } from "./pack.js";
-import { mapLimit, type Repository, type VerificationRecord } from "./repository.js";
+import type { Repository, VerificationRecord } from "./repository.js";
 import { restore } from "./restore.js";
 import type { Manifest } from "./snapshot.js";
 
