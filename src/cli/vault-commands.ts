@@ -9,7 +9,7 @@ import cliProgress from "cli-progress";
 import type { Command } from "commander";
 import { openBackend } from "../vault/backends/open.js";
 import { copySnapshots } from "../vault/copy.js";
-import { CryptoWorkers, cryptoThreads } from "../vault/crypto-workers.js";
+import { CryptoWorkers } from "../vault/crypto-workers.js";
 import { VaultError, VaultErrorCode } from "../vault/errors.js";
 import { forget, type RetentionPolicy } from "../vault/forget.js";
 import { prune } from "../vault/prune.js";
@@ -60,7 +60,7 @@ async function openRepo(o: RepoOpts): Promise<Repository> {
  * passphrase's key is derived (scrypt on the thread pool), not after it.
  */
 function openRepoWithWorkers(o: RepoOpts, mainThreadBusy: boolean): Promise<Repository> {
-  CryptoWorkers.prewarm(cryptoThreads(mainThreadBusy));
+  CryptoWorkers.prewarm(mainThreadBusy);
   return openRepo(o);
 }
 

@@ -1,8 +1,9 @@
 /**
  * Chunk sealing and opening on worker threads, so a backup or a restore uses every core:
  * a backup's main thread reads, cuts, computes chunk ids (HMAC-SHA256) and writes; the
- * workers compress (zstd), encrypt and decrypt (AES-256-GCM), and for verification hash. Chunk bytes never get copied between threads:
- * jobs name ranges of SharedArrayBuffers from the callers' buffer pools.
+ * workers compress (zstd), encrypt and decrypt (AES-256-GCM), and for verification hash.
+ * Chunk bytes never get copied between threads: jobs name ranges of SharedArrayBuffers
+ * from the callers' buffer pools.
  *
  * The worker's own code is in crypto-worker-source.ts; its sealing and opening follow
  * crypto.ts byte for byte (test/unit/vault-crypto-workers.test.ts checks each opens what
@@ -96,11 +97,13 @@ export class CryptoWorkers {
   private failure: Error | undefined;
 
   /**
-   * Boots `threads` workers now, without keys, for the next CryptoWorkers to adopt. Booting
-   * one (an isolate, this source, the zstd addon) takes ~0.1 s on a small machine; a command
-   * calls this before the passphrase's key derivation, so the two overlap.
+   * Boots the workers a command will ask for ({@link cryptoThreads}) now, without keys, for
+   * the next CryptoWorkers to adopt. Booting one (an isolate, this source, the zstd addon)
+   * takes ~0.1 s on a small machine; a command calls this before the passphrase's key
+   * derivation, so the two overlap.
    */
-  static prewarm(threads: number): void {
+  static prewarm(mainThreadBusy: boolean): void {
+    const threads = cryptoThreads(mainThreadBusy);
     while (spares.length < threads) {
       const spare = { w: bootWorker(), failed: false };
       spare.w.on("error", () => {
@@ -196,9 +199,10 @@ export class CryptoWorkers {
   }
 
   /**
-   * Checks a sealed blob as {@link open} does (authenticates, decompresses, checks the length),
-   * and also that its plaintext hashes to its id, without handing the chunk back: the worker opens it into its own scratch
-   * buffers, so a verification needs no buffer per blob for the plaintext.
+   * Checks a sealed blob as {@link open} does (authenticates, decompresses, checks the
+   * length), and also that its plaintext hashes to its id, without handing the chunk back:
+   * the worker opens it into its own scratch buffers, so a verification needs no buffer per
+   * blob for the plaintext.
    */
   async check(
     cls: string,

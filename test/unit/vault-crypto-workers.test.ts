@@ -92,7 +92,7 @@ test("open trusts the seal's binding to the id; check also finds a plaintext tha
 });
 
 test("workers booted ahead of the keys (prewarm) are adopted and check chunks under the keys given later", async () => {
-  CryptoWorkers.prewarm(2);
+  CryptoWorkers.prewarm(false);
   const other = { dataKey: randomBytes(32), idKey: randomBytes(32) };
   const late = new CryptoWorkers({ "": other }, 2);
   try {

@@ -36,7 +36,7 @@ import {
   StateOverlay,
 } from "../validate.js";
 import { type LedgerItem, LedgerStore, type SegmentInfo } from "./ledger-store.js";
-import { StateStore } from "./state-store.js";
+import { type Commit, StateStore } from "./state-store.js";
 
 export enum ChainStoreErrorCode {
   NotBetter = "CHAIN_REORG_NOT_BETTER",
@@ -75,9 +75,6 @@ export interface StoredBlock {
   bytes: Buffer;
   hash: Buffer;
 }
-
-/** What the state store writes for an executed block. */
-type Commit = Pick<Execution, "changes" | "ltHash" | "stateRoot">;
 
 export function prepareBlock(block: Block, bytes?: Buffer): ImportedBlock {
   const b = bytes ?? encodeBlock(block);

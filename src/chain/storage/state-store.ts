@@ -12,7 +12,7 @@ import type { Account } from "../types.js";
 import type { AccountChange, Execution, StateReader } from "../validate.js";
 
 /** What is written for an executed block: its changes and the commitment after it. */
-type Commit = Pick<Execution, "changes" | "ltHash" | "stateRoot">;
+export type Commit = Pick<Execution, "changes" | "ltHash" | "stateRoot">;
 
 export enum StateErrorCode {
   UndoMissing = "STATE_UNDO_MISSING",
