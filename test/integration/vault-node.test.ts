@@ -658,3 +658,10 @@ test("a backup of a running node whose repository does not open never asks the n
     server.close();
   }
 });
+
+test("chainvault --version prints the package's version and exits 0", async () => {
+  const { version } = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string };
+  const r = await cli(["--version"]);
+  ok(r, "--version");
+  assert.equal(r.stdout.trim(), `chainvault ${version}`);
+});
