@@ -5,79 +5,24 @@
  * state root is computed exactly as a node computes it. A node starts from the result and
  * peers sync from it. In append mode it continues an existing devnet's chain instead.
  */
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { silentLogger } from "../util/logger.js";
 import { sealBlock, txRootOf } from "./block.js";
-import { loadNodeConfig, nodePaths } from "./config.js";
 import { importPrivateKeyPem, type KeyPair } from "./crypto.js";
-import { type DevnetFile, devnetInit, readDevnet } from "./devnet.js";
-import { Genesis } from "./genesis.js";
-import { acquireLock } from "./run-node.js";
+import type { GenerateOptions, GenerateResult } from "./generator-options.js";
+import { type ChainStart, createDevnet, openForAppend } from "./generator-start.js";
 import { SignerPool } from "./signer-pool.js";
-import { ChainStore, prepareBlock } from "./storage/chain-store.js";
+import { prepareBlock } from "./storage/chain-store.js";
 import { txSigningMessage } from "./tx.js";
 import type { Transaction } from "./types.js";
 import { executeTxs, StateOverlay } from "./validate.js";
 import { Watermark } from "./watermark.js";
 
-export interface GenerateOptions {
-  /** Blocks to write: the whole chain, or with `append` the blocks added to it. */
-  blocks: number;
-  txsPerBlock: number;
-  payloadBytes?: number;
-  /** Validators of a new devnet (ignored with `append`). */
-  validators?: number;
-  /** Block interval of a new devnet (ignored with `append`). */
-  blockTimeMs?: number;
-  /** Ledger segment size of a new devnet (ignored with `append`: node-0's config holds it). */
-  segmentBytes?: number;
-  /**
-   * Block slots left free between the last generated block and now, so that a later append
-   * of up to this many blocks still carries timestamps in the past (a node refuses blocks
-   * from the future). Ignored with `append`.
-   */
-  reserveBlocks?: number;
-  /**
-   * Continue the chain of the devnet in `dir`: open node-0's data, read its tip and the load
-   * accounts' nonces from its state, and append `blocks` more valid blocks. The node must
-   * not be running; its lock is held while the generator writes.
-   *
-   * @example
-   * await generateChain(dir, { blocks: 200, txsPerBlock: 10, reserveBlocks: 50 });
-   * await generateChain(dir, { blocks: 50, txsPerBlock: 10, append: true });
-   */
-  append?: boolean;
-  /** Called every few hundred blocks with the height reached. */
-  onProgress?: (height: number, ledgerBytes: number) => void;
-}
-
-export interface GenerateResult {
-  devnet: DevnetFile;
-  nodeDir: string;
-  /** The chain's height afterwards. */
-  height: number;
-  /** Bytes of blocks this call wrote (with `append`, the appended blocks only). */
-  ledgerBytes: number;
-  elapsedMs: number;
-}
+// The options and result types live in generator-options.ts, the opening of a new or
+// existing chain in generator-start.ts; the types are re-exported so callers import from here.
+export type { GenerateOptions, GenerateResult } from "./generator-options.js";
 
 // 256 blocks per commit: one fsync per batch keeps the generator I/O-light.
 const COMMIT_BLOCKS = 256;
-
-/** Where generation starts: an open store, the keys that sign, and the chain's tip. */
-interface ChainStart {
-  dn: DevnetFile;
-  genesis: Genesis;
-  nodeDir: string;
-  store: ChainStore;
-  /** Validator keys by validator index. */
-  vkeys: KeyPair[];
-  /** The load accounts' next nonces, by account index. */
-  nonces: bigint[];
-  parent: { height: number; hash: Buffer; ts: number };
-  release: () => void;
-}
 
 /**
  * Writes `o.blocks` valid blocks: a new devnet in `dir` with its chain in node-0, or with
@@ -113,88 +58,6 @@ export async function generateChain(dir: string, o: GenerateOptions): Promise<Ge
     ledgerBytes,
     elapsedMs: Date.now() - t0,
   };
-}
-
-function validatorKeys(dir: string, dn: DevnetFile): KeyPair[] {
-  return dn.nodes
-    .filter((n) => n.validator)
-    .map((n) => importPrivateKeyPem(readFileSync(join(dir, n.dataDir, "keys", "validator.pem"), "utf8")));
-}
-
-async function createDevnet(dir: string, o: GenerateOptions, reserveBlocks: number): Promise<ChainStart> {
-  const blockTimeMs = o.blockTimeMs ?? 1000;
-  // Genesis far enough in the past that every generated block's slot has passed, and the
-  // reserved slots after them too.
-  const genesisTimeMs = Date.now() - (o.blocks + reserveBlocks + 10) * blockTimeMs;
-  const dn = await devnetInit(dir, {
-    validators: o.validators ?? 4,
-    blockTimeMs,
-    genesisTimeMs,
-    loadAccounts: 256,
-    maxTxsPerBlock: Math.max(2000, o.txsPerBlock),
-    ...(o.segmentBytes ? { segmentBytes: o.segmentBytes } : {}),
-  });
-  const genesis = Genesis.load(join(dir, "genesis.json"));
-  const nodeDir = join(dir, dn.nodes[0]!.dataDir);
-  const store = ChainStore.open(
-    genesis,
-    { dataDir: nodeDir, segmentBytes: o.segmentBytes ?? 64 * 1024 * 1024, undoDepth: 0 },
-    silentLogger(),
-  );
-  return {
-    dn,
-    genesis,
-    nodeDir,
-    store,
-    vkeys: validatorKeys(dir, dn),
-    nonces: dn.loadAccounts.map(() => 0n),
-    parent: { height: 0, hash: genesis.hash, ts: genesisTimeMs },
-    release: () => {},
-  };
-}
-
-async function openForAppend(dir: string, o: GenerateOptions): Promise<ChainStart> {
-  const dn = readDevnet(dir);
-  const nodeDir = join(dir, dn.nodes[0]!.dataDir);
-  const genesis = Genesis.load(nodePaths(nodeDir).genesis);
-  const cfg = loadNodeConfig(nodeDir);
-  if (o.txsPerBlock > genesis.doc.maxTxsPerBlock)
-    throw new RangeError(
-      `--txs-per-block must be at most the chain's limit of ${genesis.doc.maxTxsPerBlock}, got ${o.txsPerBlock}`,
-    );
-  const release = acquireLock(nodePaths(nodeDir).lock);
-  let store: ChainStore | undefined;
-  try {
-    store = ChainStore.open(
-      genesis,
-      { dataDir: nodeDir, segmentBytes: cfg.segmentBytes, undoDepth: cfg.undoDepth },
-      silentLogger(),
-    );
-    const tip = store.ref(store.tip().height)!;
-    const lastTs = tip.timestampMs + o.blocks * genesis.doc.blockTimeMs;
-    if (lastTs > Date.now()) {
-      const room = Math.max(0, Math.floor((Date.now() - tip.timestampMs) / genesis.doc.blockTimeMs));
-      throw new RangeError(
-        `Cannot append ${o.blocks} blocks to ${nodeDir}: only ${room} past block slots follow its tip at height ${tip.height}; generate the chain with --reserve-blocks ${o.blocks} or more`,
-      );
-    }
-    const state = store.state;
-    const nonces = dn.loadAccounts.map((a) => state.getAccount(Buffer.from(a.publicKey, "hex"))?.nonce ?? 0n);
-    return {
-      dn,
-      genesis,
-      nodeDir,
-      store,
-      vkeys: validatorKeys(dir, dn),
-      nonces,
-      parent: { height: tip.height, hash: tip.hash, ts: tip.timestampMs },
-      release,
-    };
-  } catch (err) {
-    await store?.close();
-    release();
-    throw err;
-  }
 }
 
 /** Builds, signs and commits `o.blocks` blocks on top of `s.parent`; returns their bytes. */
