@@ -19,6 +19,7 @@ export function int(name: string, min = 0) {
 export function exitCodeFor(err: CodedError): number {
   const c = err.code;
   if (c === "VAULT_WRONG_PASSWORD" || c === "VAULT_PASSWORD_MISSING") return ExitCode.BadPassword;
+  if (c === "VAULT_NO_SPACE") return ExitCode.NoSpace;
   if (/LOCKED|RUNNING/.test(c)) return ExitCode.Locked;
   if (/VERIFY_FAILED|CORRUPT|UNSAFE_PATH/.test(c)) return ExitCode.CheckFailed;
   if (/UNREACHABLE|NOT_FOUND|REPO_MISSING|SNAPSHOT_MISSING|BACKEND_FAILED/.test(c))

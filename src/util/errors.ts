@@ -17,6 +17,12 @@ export class CodedError<C extends string = string> extends Error {
   }
 }
 
+/** Whether a file-system error means the disk (or the user's quota, or its inodes) is full. */
+export function isNoSpace(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === "ENOSPC" || code === "EDQUOT";
+}
+
 /** Returns the message of any thrown value, for logs and CLI output. */
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);

@@ -36,6 +36,11 @@ export class Slots {
     while (this.running.size > 0) await Promise.race(this.running);
     if (this.failure) throw this.failure;
   }
+
+  /** Waits for the work still running, whatever its outcome (after a failure, before cleaning up). */
+  async settle(): Promise<void> {
+    while (this.running.size > 0) await Promise.allSettled([...this.running]);
+  }
 }
 
 /**

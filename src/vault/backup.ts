@@ -65,6 +65,8 @@ export async function backup(
   walking.catch(() => undefined);
   const repo = await opening;
   const cleanup: (() => Promise<void>)[] = [];
+  let slots: Slots | undefined;
+  let writer: PackWriter | undefined;
   const lock = await RepoLock.acquire(repo.backend, {
     exclusive: false,
     op: "backup",
@@ -76,11 +78,11 @@ export async function backup(
     const parent = o.force ? undefined : await findParent(repo, source, o.parent);
     const workers = repo.startCryptoWorkers(true);
     cleanup.push(() => workers.close());
-    const writer = new PackWriter(repo, workers);
+    writer = new PackWriter(repo, workers);
     const walked = await walking;
     const totalBytes = walked.flat().reduce((s, e) => s + e.sizeBytes, 0);
     const r = { files: { new: 0, changed: 0, unmodified: 0 }, readBytes: 0, doneBytes: 0 };
-    const slots = new Slots(IN_FLIGHT_CHUNKS);
+    slots = new Slots(IN_FLIGHT_CHUNKS);
     // One buffer per chunk in flight plus the one being cut.
     const pool = chunkBufferPool(repo.config.chunker, IN_FLIGHT_CHUNKS + 1, true);
     const components: Component[] = [];
@@ -151,6 +153,12 @@ export async function backup(
       ...writer.stats,
       elapsedMs: Date.now() - t0,
     };
+  } catch (err) {
+    // Nothing half-written outlives a failed backup (a full disk, an unreadable file): the
+    // chunks in flight settle and the packs still being filled are given up.
+    await slots?.settle();
+    await writer?.abort();
+    throw err;
   } finally {
     for (const f of cleanup) await f();
     await lock.release();

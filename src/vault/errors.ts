@@ -18,8 +18,10 @@ export enum VaultErrorCode {
   SnapshotMissing = "VAULT_SNAPSHOT_MISSING",
   /** Another process holds a lock that conflicts with this operation. */
   Locked = "VAULT_LOCKED",
-  /** The backend refused or failed an operation (network, permissions, full disk). */
+  /** The backend refused or failed an operation (network, permissions). */
   BackendFailed = "VAULT_BACKEND_FAILED",
+  /** The repository's disk, or a restore target's, is full: nothing was committed. */
+  NoSpace = "VAULT_NO_SPACE",
   /** A snapshot's tree would write outside the restore target. */
   UnsafePath = "VAULT_UNSAFE_PATH",
   /** Verification found damage; the payload lists what. */

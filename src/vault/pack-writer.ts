@@ -95,7 +95,11 @@ export class PackWriter {
   /** Stores a full pack; at most two are stored at once, the rest wait (bounds memory). */
   private async store(pack: PackBuilder): Promise<void> {
     while (this.storing.size >= 2) await Promise.race(this.storing);
-    this.throwIfFailed();
+    if (this.failure) {
+      // Out of `open` already: given up here, or its temporary object would outlive us.
+      await pack.abort();
+      throw this.failure;
+    }
     const key = this.repo.keysOf(pack.dataClass).dataKey;
     let sizeBytes = 0;
     const stored = pack.streaming
@@ -130,6 +134,18 @@ export class PackWriter {
     this.unindexed = [];
     crashPoint("vault.before-index");
     await this.repo.backend.put(newIndexName(), encodeIndex(this.repo.master.dataKey, packs));
+  }
+
+  /**
+   * After a failure (a full disk, a read error): gives up the packs still being filled, so
+   * their temporary objects do not outlive the backup, and waits for those being stored
+   * (each removes its own on failure; one that completes is unreferenced, and prune deletes
+   * it). Nothing is indexed. A no-op after {@link flush}.
+   */
+  async abort(): Promise<void> {
+    const open = [...this.open.values()];
+    this.open.clear();
+    await Promise.allSettled([...open.map((p) => p.abort()), ...this.storing]);
   }
 
   /** Stores every open pack and indexes everything stored. */

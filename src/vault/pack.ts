@@ -95,6 +95,17 @@ export class PackBuilder {
     return { parts, sizeBytes: this.sizeBytes + sealedHeader.length + trailer.length };
   }
 
+  /**
+   * Streaming mode: gives the object up (its writes settled, its temporary file removed), for
+   * a backup that fails before the pack is stored. Without a writer there is nothing to undo.
+   */
+  async abort(): Promise<void> {
+    if (!this.writer) return;
+    await Promise.allSettled(this.writes);
+    const writer = await this.writer.catch(() => undefined);
+    await writer?.abort();
+  }
+
   /** Streaming mode: writes the header and trailer after the blobs and stores the object. */
   async commit(key: Uint8Array): Promise<number> {
     const writer = await this.writer!;

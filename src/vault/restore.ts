@@ -7,10 +7,11 @@
  * `delta` reads the files already at the target and takes every chunk they still hold from
  * there, fetching only the chunks that differ from the repository.
  */
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { chmod, lstat, mkdir, open as openFile, rename, stat, symlink, utimes } from "node:fs/promises";
+import { rmSync } from "node:fs";
+import { chmod, lstat, open as openFile, rename, stat, symlink, utimes } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { crashPoint } from "../util/crash-points.js";
+import { errorMessage, isNoSpace } from "../util/errors.js";
 import { fsyncDir } from "../util/fs-atomic.js";
 import { mapLimit } from "../util/map-limit.js";
 import { BlobReader } from "./blob-reader.js";
@@ -20,6 +21,7 @@ import { RepoLock } from "./lock.js";
 import type { Repository } from "./repository.js";
 import { checkTree, symlinkStaysInside } from "./restore-paths.js";
 import { checkStaged, localChunks, pickComponents, preflight, rootsOf } from "./restore-plan.js";
+import { checkSpace, dropForeignStaging, MARKER, mkdirUnder, prepareStaging } from "./restore-staging.js";
 import { finishPendingSwap, swapIntoPlace } from "./restore-swap.js";
 import type { FileNode } from "./snapshot.js";
 
@@ -70,7 +72,6 @@ interface PendingFile {
   writing: Promise<unknown>;
 }
 
-const MARKER = ".chainvault-restore";
 // Packs worked on at once, and blobs of each read and decoded at once: enough to keep the
 // thread pool (decryption, hashing, decompression) and the disk busy on two cores, while
 // holding at most 2 × 6 chunks in memory.
@@ -94,6 +95,9 @@ export async function restore(
   const files: PendingFile[] = [];
   const completions: Promise<void>[] = [];
   const cleanup: (() => Promise<void>)[] = [];
+  // Known once the snapshot is: for the message of a disk that fills up meanwhile.
+  let staging: string | undefined;
+  let snapshotId: string | undefined;
   try {
     const finished = finishPendingSwap(target);
     const snap = await repo.resolveSnapshot(ref);
@@ -102,6 +106,7 @@ export async function restore(
         { code: VaultErrorCode.ObjectCorrupt, snapshotId: snap.id },
         `Cannot restore snapshot ${snap.id}: ${snap.problem}; choose another snapshot (\`chainvault snapshots\`)`,
       );
+    snapshotId = snap.id;
     const m = snap.manifest;
     const chosen = pickComponents(m, o.components, snap.id);
     const nodes = chosen.flatMap((c) => c.files.map((f) => ({ f, dataClass: c.dataClass })));
@@ -115,7 +120,9 @@ export async function restore(
     cleanup.push(async () => index.close());
     await preflight(repo, index, snap.id, nodes, o.force === true, warnings);
 
-    const staging = `${target}.restore-${snap.id.slice(0, 16)}`;
+    staging = `${target}.restore-${snap.id.slice(0, 16)}`;
+    dropForeignStaging(staging, snap.id);
+    await checkSpace(staging, target, snap.id, nodes);
     prepareStaging(staging, snap.id);
     const totalBytes = nodes.reduce((s, n) => s + n.f.sizeBytes, 0);
     const stats = { done: 0, fetched: 0, reused: 0 };
@@ -125,13 +132,12 @@ export async function restore(
     };
 
     // Directories first, so every file has its parent; modes and times are set at the end.
-    for (const { f } of nodes)
-      if (f.type === "dir") await mkdir(join(staging, f.path), { recursive: true, mode: 0o700 });
+    for (const { f } of nodes) if (f.type === "dir") await mkdirUnder(staging, f.path, 0o700);
     const byPack = new Map<string, { loc: ChunkLocation; dataClass: string; dests: Dest[] }>();
     for (const { f, dataClass } of nodes) {
       if (f.type !== "file") continue;
       const staged = join(staging, f.path);
-      await mkdir(dirname(staged), { recursive: true, mode: 0o700 });
+      await mkdirUnder(staging, dirname(f.path), 0o700);
       const done = await stat(staged).catch(() => undefined);
       if (done?.isFile() && done.size === f.sizeBytes) {
         stats.reused += f.sizeBytes;
@@ -225,7 +231,7 @@ export async function restore(
         continue;
       }
       if (!(await lstat(at).catch(() => undefined))) {
-        await mkdir(dirname(at), { recursive: true, mode: 0o700 });
+        await mkdirUnder(staging, dirname(f.path), 0o700);
         await symlink(f.target ?? "", at);
       }
     }
@@ -260,6 +266,13 @@ export async function restore(
       warnings,
       elapsedMs: Date.now() - t0,
     };
+  } catch (err) {
+    if (isNoSpace(err) && staging)
+      throw new VaultError(
+        { code: VaultErrorCode.NoSpace, snapshotId, target, staging },
+        `Cannot restore snapshot ${snapshotId} into ${target}: the disk holding ${staging} is full (${errorMessage(err)}). ${target} is unchanged. Free space and run the restore again to resume (the files finished so far are kept in ${staging}), or delete ${staging} to give up`,
+      );
+    throw err;
   } finally {
     // A refused restore leaves no handle open on its staging tree.
     await Promise.allSettled(completions);
@@ -268,18 +281,6 @@ export async function restore(
     await repo.backend.releaseIdle?.();
     await lock.release();
   }
-}
-
-function prepareStaging(staging: string, snapshotId: string): void {
-  const marker = join(staging, MARKER);
-  if (existsSync(staging)) {
-    const owner = existsSync(marker) ? readFileSync(marker, "utf8") : "";
-    // A staging tree of another snapshot (or one already swapped) is not ours to resume.
-    if (owner !== snapshotId) rmSync(staging, { recursive: true, force: true });
-  }
-  mkdirSync(staging, { recursive: true, mode: 0o700 });
-  writeFileSync(marker, snapshotId);
-  fsyncDir(dirname(staging));
 }
 
 async function completeFile(pf: PendingFile): Promise<void> {

@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { type FileHandle, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
-import { errorMessage } from "../../util/errors.js";
+import { errorMessage, isNoSpace } from "../../util/errors.js";
 import { assertObjectName, type Backend, type ObjectInfo, type ObjectWriter } from "../backend.js";
 import { VaultError, VaultErrorCode } from "../errors.js";
 
@@ -36,16 +36,22 @@ export class LocalBackend implements Backend {
 
   private fail(op: string, name: string, err: unknown): VaultError {
     const errno = errnoOf(err);
-    const hint =
-      errno === "ENOSPC"
-        ? ": the disk is full; free space and run the command again"
-        : errno === "EACCES" || errno === "EPERM"
-          ? ": permission denied; check the repository directory's owner and mode"
-          : errno === "EROFS"
-            ? ": the file system is read-only"
-            : "";
+    const full = isNoSpace(err);
+    const hint = full
+      ? ": the disk is full; free space and run the command again"
+      : errno === "EACCES" || errno === "EPERM"
+        ? ": permission denied; check the repository directory's owner and mode"
+        : errno === "EROFS"
+          ? ": the file system is read-only"
+          : "";
     return new VaultError(
-      { code: VaultErrorCode.BackendFailed, op, name, errno, location: this.location },
+      {
+        code: full ? VaultErrorCode.NoSpace : VaultErrorCode.BackendFailed,
+        op,
+        name,
+        errno,
+        location: this.location,
+      },
       `Cannot ${op} ${name} in repository ${this.location}: ${errorMessage(err)}${hint}`,
     );
   }
