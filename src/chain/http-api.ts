@@ -106,7 +106,17 @@ export function buildNodeApi(node: ChainNode, adminToken: string): FastifyInstan
     };
   });
 
-  app.get("/health", async () => ({ status: "ok", height: store.tip().height }));
+  // 503 while the disk is full: the node serves its chain but cannot add to it.
+  app.get("/health", async (_req, reply) => {
+    const full = node.diskFull;
+    if (!full) return { status: "ok", height: store.tip().height };
+    return reply.code(503).send({
+      status: "disk-full",
+      height: store.tip().height,
+      since: new Date(full.sinceMs).toISOString(),
+      error: full.error,
+    });
+  });
 
   app.get("/metrics", async (_req, reply) => {
     const m = node.metricsRegistry;

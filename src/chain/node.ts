@@ -4,7 +4,7 @@
  * blocks from peers (announcements, sync, reorganisation) in peer-sync.ts.
  */
 
-import { errorMessage } from "../util/errors.js";
+import { errorMessage, isNoSpace } from "../util/errors.js";
 import type { Logger } from "../util/logger.js";
 import { sealBlock, txRootOf } from "./block.js";
 import { type FetchedBlock, NodeClient } from "./client.js";
@@ -15,7 +15,7 @@ import type { Genesis } from "./genesis.js";
 import { Mempool } from "./mempool.js";
 import type { ChainMetrics } from "./metrics.js";
 import { type PeerState, PeerSync } from "./peer-sync.js";
-import { type ChainStore, prepareBlock } from "./storage/chain-store.js";
+import { type ChainStore, type ImportedBlock, prepareBlock } from "./storage/chain-store.js";
 import { txSigningMessage } from "./tx.js";
 import type { Transaction } from "./types.js";
 import { executeTxs } from "./validate.js";
@@ -39,8 +39,28 @@ export interface ChainNodeModules {
   watermark?: Watermark;
 }
 
+// 1 s: how often a node whose disk is full tries to write a block again.
+const DISK_FULL_RETRY_MS = 1000;
+
+/** Since when, and why, the node cannot write its data (see {@link ChainNode.diskFull}). */
+export interface DiskFull {
+  sinceMs: number;
+  error: string;
+}
+
+/** A block this validator signed that is not stored yet: retried as is, never signed again. */
+interface OwnBlock {
+  height: number;
+  parentHash: Buffer;
+  ib: ImportedBlock;
+  txs: number;
+}
+
 export class ChainNode {
   readonly mempool = new Mempool();
+  private full: DiskFull | undefined;
+  private retryAtMs = 0;
+  private ownPending: OwnBlock | undefined;
   private peers: PeerState[];
   private timers: NodeJS.Timeout[] = [];
   private pollTimer: NodeJS.Timeout | undefined;
@@ -68,6 +88,7 @@ export class ChainNode {
         isStopped: () => this.stopped,
         pollPeers: () => this.pollPeers(),
         afterImport: (blocks, txs) => this.afterImport(blocks, txs),
+        onWriteFailure: (err) => this.onWriteFailure(err),
         lagBlocks: () => this.lagBlocks(),
       },
       m,
@@ -84,6 +105,14 @@ export class ChainNode {
 
   get metricsRegistry(): ChainMetrics["registry"] {
     return this.m.metrics.registry;
+  }
+
+  /**
+   * Set while the node's disk is full: it keeps serving its chain and retries writing every
+   * second, and clears once a block is stored again (/health reports it).
+   */
+  get diskFull(): DiskFull | undefined {
+    return this.full;
   }
 
   get isSyncing(): boolean {
@@ -192,7 +221,20 @@ export class ChainNode {
     const tip = this.store.tip();
     if (this.bestPeer()) return;
     const height = tip.height + 1;
-    if ((this.m.watermark?.height ?? 0) >= height) return;
+    if (Date.now() < this.retryAtMs) return;
+    if ((this.m.watermark?.height ?? 0) >= height) {
+      // Signed here before and not stored (the disk was full): the same block, not a new signature.
+      const own = this.ownPending;
+      if (own?.height === height && own.parentHash.equals(tip.hash)) {
+        this.producing = true;
+        this.storeOwn(own)
+          .catch((err) => this.onWriteFailure(err, height))
+          .finally(() => {
+            this.producing = false;
+          });
+      }
+      return;
+    }
     const n = this.genesis.validatorCount;
     const rank = proposerRank(height, v.index, n);
     const parent = this.store.ref(tip.height)!;
@@ -209,7 +251,7 @@ export class ChainNode {
     if (now < earliest) return;
     this.producing = true;
     this.produce(height, Math.max(now, earliest))
-      .catch((err) => this.m.logger.warn({ height, err: errorMessage(err) }, "Block production failed"))
+      .catch((err) => this.onWriteFailure(err, height))
       .finally(() => {
         this.producing = false;
       });
@@ -235,11 +277,18 @@ export class ChainNode {
     // Durable before the signature exists: a crash after this line can never lead to a second signature at this height.
     this.m.watermark?.advance(height);
     const block = sealBlock(this.genesis.hash, v.key.privateKey, header, ex.included);
-    const ib = prepareBlock(block);
-    await store.importBlocks([ib], { trustedSignatures: true });
-    this.afterImport(1, ex.included.length);
+    this.ownPending = { height, parentHash: parent.hash, ib: prepareBlock(block), txs: ex.included.length };
+    await this.storeOwn(this.ownPending);
+  }
+
+  /** Stores and announces a block this validator signed. */
+  private async storeOwn(own: OwnBlock): Promise<void> {
+    const { height, ib, txs } = own;
+    await this.store.importBlocks([ib], { trustedSignatures: true });
+    this.ownPending = undefined;
+    this.afterImport(1, txs);
     this.m.metrics.blocksProduced.inc();
-    this.m.logger.debug({ height, txs: ex.included.length, hash: hex(ib.hash) }, "Block produced");
+    this.m.logger.debug({ height, txs, hash: hex(ib.hash) }, "Block produced");
     for (const p of this.peers) {
       p.client.announce(ib.bytes).catch(() => {
         // A peer that misses an announcement catches up by polling.
@@ -247,7 +296,33 @@ export class ChainNode {
     }
   }
 
+  /**
+   * A block that could not be written. A full disk pauses writing (retried every second,
+   * logged once) instead of failing every 20 ms tick; anything else is logged as before.
+   */
+  private onWriteFailure(err: unknown, height?: number): void {
+    if (!isNoSpace(err)) {
+      if (height !== undefined)
+        this.m.logger.warn({ height, err: errorMessage(err) }, "Block production failed");
+      return;
+    }
+    this.retryAtMs = Date.now() + DISK_FULL_RETRY_MS;
+    if (this.full) return;
+    this.full = { sinceMs: Date.now(), error: errorMessage(err) };
+    this.m.logger.error(
+      { height, dataDir: this.store.opts.dataDir, err: this.full.error },
+      "Disk full: the node cannot write its data directory; it keeps serving its chain and tries again every second until space is freed (the chain on disk is intact)",
+    );
+  }
+
   private afterImport(blocks: number, txs: number): void {
+    if (this.full) {
+      this.m.logger.info(
+        { pausedMs: Date.now() - this.full.sinceMs },
+        "Disk space available again: blocks are being written",
+      );
+      this.full = undefined;
+    }
     const store = this.store;
     this.mempool.prune((pk) => store.state.getAccount(pk));
     this.m.metrics.height.set(store.tip().height);

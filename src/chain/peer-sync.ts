@@ -42,6 +42,8 @@ export interface PeerSyncHost {
   isStopped(): boolean;
   pollPeers(): Promise<void>;
   afterImport(blocks: number, txs: number): void;
+  /** A block could not be written (a full disk pauses the node's writes). */
+  onWriteFailure(err: unknown): void;
   lagBlocks(): number;
 }
 
@@ -153,7 +155,10 @@ export class PeerSync {
       // A range that no longer fits because our tip moved meanwhile (an announced block or
       // our own landed) is stale, not invalid: the next poll syncs again.
       if (err instanceof BlockError && !this.isStale(err, ours)) this.onInvalid(err, client.url);
-      else this.m.logger.debug({ peer: client.url, err: errorMessage(err) }, "Sync from peer stopped");
+      else {
+        this.node.onWriteFailure(err);
+        this.m.logger.debug({ peer: client.url, err: errorMessage(err) }, "Sync from peer stopped");
+      }
     } finally {
       this.syncing = false;
       this.m.metrics.lagBlocks.set(this.node.lagBlocks());

@@ -17,10 +17,13 @@ export class CodedError<C extends string = string> extends Error {
   }
 }
 
-/** Whether a file-system error means the disk (or the user's quota, or its inodes) is full. */
+/**
+ * Whether an error means the disk (or the user's quota, or its inodes) is full: a file
+ * system's ENOSPC or EDQUOT, or SQLite's SQLITE_FULL.
+ */
 export function isNoSpace(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  return code === "ENOSPC" || code === "EDQUOT";
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return code === "ENOSPC" || code === "EDQUOT" || code === "SQLITE_FULL";
 }
 
 /** Returns the message of any thrown value, for logs and CLI output. */

@@ -1,4 +1,5 @@
 import { pino } from "pino";
+import { LogFile } from "./log-file.js";
 
 /** The structured logger every subsystem takes as a module: `logger.info({ height }, "Block imported")`. */
 export type Logger = pino.Logger;
@@ -19,9 +20,8 @@ export interface LoggerOptions {
  * line of defence for the field names that could hold one.
  */
 export function createLogger(opts: LoggerOptions = {}): Logger {
-  const destination = opts.file
-    ? pino.destination({ dest: opts.file, mkdir: true, sync: true })
-    : pino.destination(2);
+  // A file that cannot be written (a full disk) loses lines, never the process (log-file.ts).
+  const destination = opts.file ? new LogFile(opts.file) : pino.destination(2);
   return pino(
     {
       level: opts.level ?? "info",

@@ -222,6 +222,34 @@ test("reopening replays into the state blocks the ledger holds but the state nev
   await reopened.close();
 });
 
+test("a state commit that fails after the ledger took the blocks (a full disk) cuts the ledger back: ledger and state agree, and the blocks import again", async (t) => {
+  const { store } = newStore(t);
+  const chain = await grow(store, 5);
+  // Enough blocks to seal a segment and start another, so the cut crosses a file.
+  const more = buildBlocks(fx, storeBase(store), 9);
+  const segmentsBefore = store.segments().length;
+  const active = store.segments().at(-1)!;
+  assert.equal(active.sealed, false);
+  const inode = statSync(active.path).ino;
+  process.env.CHAINVAULT_FAIL_AT = "chain.import.before-commit";
+  try {
+    await assert.rejects(store.importBlocks(more), /Injected failure at chain.import.before-commit/);
+  } finally {
+    delete process.env.CHAINVAULT_FAIL_AT;
+  }
+  assertChainIs(store, chain);
+  assertLedgerAndStateAgree(store);
+  assert.equal(store.segments().length, segmentsBefore, "the segment the append started is gone");
+  // Cut back in place, not rewritten as a copy (which a full disk would refuse), and unsealed again.
+  assert.equal(statSync(active.path).ino, inode);
+  assert.equal(statSync(active.path).size, active.sizeBytes);
+  assert.equal(store.segments().at(-1)!.sealed, false);
+  assert.equal(await store.importBlocks(more), 9);
+  assertChainIs(store, [...chain, ...more]);
+  assertLedgerAndStateAgree(store);
+  await store.close();
+});
+
 for (const cutIndex of [true, false]) {
   test(`reopening reverts the state to a ledger that lost its last block${cutIndex ? "" : ", index entry left behind"}`, async (t) => {
     const { dir, store } = newStore(t, LARGE_SEGMENT_BYTES);

@@ -4,7 +4,7 @@
  * state and the ledger in one transaction), and the state writes that import,
  * reorganisation and recovery share. See docs/storage.md, section 6.1.
  */
-import { crashPoint } from "../../util/crash-points.js";
+import { crashPoint, failPoint } from "../../util/crash-points.js";
 import { CheckPool } from "../check-pool.js";
 import { blockWeight } from "../consensus.js";
 import type { Genesis } from "../genesis.js";
@@ -45,6 +45,24 @@ export function startBlockChecks(genesis: Genesis, blocks: Buffer[]): Promise<un
 /** Executes a block against the state and writes it there. Call inside a transaction. */
 export function applyToState(chain: ChainView, ib: ImportedBlock): void {
   writeExecuted(chain, [{ ib, ex: executeBlock(chain.state, chain.state.ltHash, ib.block) }]);
+}
+
+/**
+ * Runs a state transaction that appends blocks to the ledger. If it fails once the ledger
+ * holds them (the state's COMMIT is where a full disk usually shows: SQLite writes its log
+ * then), the ledger is taken back to where it ended before, so that a running node's ledger and
+ * state keep agreeing; a crash instead is reconciled when the store opens.
+ */
+export function commitAppend(chain: ChainView, fn: () => void): void {
+  // A mark, not a truncation: cutting a segment the append sealed would copy it, and the
+  // disk may be full.
+  const before = chain.ledger.mark();
+  try {
+    chain.state.transaction(fn);
+  } catch (err) {
+    if (chain.ledger.tipHeight > before.count) chain.ledger.revertTo(before);
+    throw err;
+  }
 }
 
 /** Writes blocks already executed and checked, in chain order, to the state. Call inside a transaction. */
@@ -127,11 +145,13 @@ export async function importUnderMutex(
     }
     valid.push({ ib, ex: { changes, ltHash: lt, stateRoot } });
   }
-  chain.state.transaction(() => {
+  commitAppend(chain, () => {
     writeExecuted(chain, valid);
     // Durable in the ledger before the state commits: see the module comment of chain-store.ts.
     chain.ledger.append(valid.map((v) => ledgerItemOf(v.ib, chain.genesis.validatorCount)));
     crashPoint("chain.import.after-ledger-append");
+    // As a COMMIT that fails on a full disk would, once the ledger holds the blocks.
+    failPoint("chain.import.before-commit");
   });
   if (failure) throw failure;
   return valid.length;

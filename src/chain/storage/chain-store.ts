@@ -19,7 +19,13 @@ import { blockWeight } from "../consensus.js";
 import type { Genesis } from "../genesis.js";
 import type { Block, ChainTip } from "../types.js";
 import type { Execution, HeaderCheckOptions, ParentRef } from "../validate.js";
-import { type ImportOptions, importUnderMutex, startBlockChecks, writeExecuted } from "./block-import.js";
+import {
+  commitAppend,
+  type ImportOptions,
+  importUnderMutex,
+  startBlockChecks,
+  writeExecuted,
+} from "./block-import.js";
 import { recoverChain } from "./chain-recovery.js";
 import { reorgUnderMutex } from "./chain-reorg.js";
 import type { ChainStoreOptions } from "./chain-types.js";
@@ -156,7 +162,7 @@ export class ChainStore {
    */
   appendBuilt(items: { ib: ImportedBlock; ex: Execution }[]): Promise<void> {
     return this.mutex.run(() => {
-      this.state.transaction(() => {
+      commitAppend(this, () => {
         writeExecuted(this, items);
         this.ledger.append(items.map((x) => this.ledgerItem(x.ib)));
       });

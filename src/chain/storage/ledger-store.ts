@@ -26,6 +26,7 @@ import {
   LedgerError,
   LedgerErrorCode,
   type LedgerItem,
+  type LedgerMark,
   type LedgerOptions,
   type SegmentInfo,
 } from "./ledger-types.js";
@@ -36,6 +37,7 @@ export {
   LedgerError,
   LedgerErrorCode,
   type LedgerItem,
+  type LedgerMark,
   type LedgerOptions,
   type SegmentInfo,
 } from "./ledger-types.js";
@@ -130,14 +132,38 @@ export class LedgerStore {
     return out;
   }
 
-  /** Appends blocks that extend the tip, then fsyncs the segments and the index. */
-  append(items: LedgerItem[]): void {
-    if (items.length === 0) return;
-    const before = {
+  /** Where the ledger ends now: the blocks it holds and its files, for {@link revertTo}. */
+  mark(): LedgerMark {
+    return {
+      count: this.count,
       segments: [...this.segs.list],
       active: this.segs.active?.segment,
       size: this.segs.active?.size ?? 0,
     };
+  }
+
+  /**
+   * Takes the ledger back to `m`, a mark this store took before appends that must be undone
+   * (the state commit after them failed, as on a full disk): the segment that was active at
+   * the mark is cut back in place (it was not sealed then; a seal written since goes with
+   * the cut) and the segments made since are deleted. Unlike {@link truncate}, which copies
+   * a sealed segment it cuts, this needs no free space.
+   */
+  revertTo(m: LedgerMark): void {
+    if (m.count > this.count)
+      throw new RangeError(`Cannot revert the ledger to ${m.count} blocks: it holds ${this.count}`);
+    if (m.count === this.count) return;
+    this.segs.restore(m);
+    this.index.truncate(m.count);
+    this.index.sync();
+    this.reconcile();
+    this.logger.info({ height: m.count }, "Ledger reverted to before a failed commit");
+  }
+
+  /** Appends blocks that extend the tip, then fsyncs the segments and the index. */
+  append(items: LedgerItem[]): void {
+    if (items.length === 0) return;
+    const before = this.mark();
     try {
       this.appendUnchecked(items);
     } catch (err) {
@@ -150,7 +176,7 @@ export class LedgerStore {
    * Puts the files back as they were before a failed append (a write error such as a full
    * disk, not a crash), so that the ledger on disk never holds blocks the caller was told failed.
    */
-  private undoAppend(before: { segments: number[]; active: number | undefined; size: number }): void {
+  private undoAppend(before: LedgerMark): void {
     try {
       this.segs.restore(before);
       this.index.truncate(this.count);

@@ -43,3 +43,12 @@ export interface SegmentInfo {
   sealed: boolean;
   sizeBytes: number;
 }
+
+/** Where a ledger ended at some moment: its block count and its files (LedgerStore.mark). */
+export interface LedgerMark {
+  count: number;
+  segments: number[];
+  /** The segment then active (not sealed), and its size. */
+  active: number | undefined;
+  size: number;
+}

@@ -186,7 +186,13 @@ export class SegmentSet {
   private rewritePrefix(n: number, length: number): void {
     const path = this.path(n);
     const tmp = `${path}.truncate-tmp`;
-    copyFilePrefix(path, tmp, length);
+    try {
+      copyFilePrefix(path, tmp, length);
+    } catch (err) {
+      // A full disk: the copy is given up, the sealed file stays as it was.
+      rmSync(tmp, { force: true });
+      throw err;
+    }
     renameSync(tmp, path);
     this.openActive(n);
   }
