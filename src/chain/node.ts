@@ -4,9 +4,10 @@
  * blocks from peers (announcements, sync, reorganisation) in peer-sync.ts.
  */
 
+import { crashPoint } from "../util/crash-points.js";
 import { errorMessage, isNoSpace } from "../util/errors.js";
 import type { Logger } from "../util/logger.js";
-import { sealBlock, txRootOf } from "./block.js";
+import { decodeBlock, encodeBlock, sealBlock, txRootOf } from "./block.js";
 import { type FetchedBlock, NodeClient } from "./client.js";
 import { earliestTimestamp, isBetterTip, proposerRank } from "./consensus.js";
 import type { KeyPair } from "./crypto.js";
@@ -38,6 +39,9 @@ export interface ChainNodeModules {
   metrics: ChainMetrics;
   watermark?: Watermark;
 }
+
+// The signature field of a block recorded with the watermark before it is signed.
+const UNSIGNED = Buffer.alloc(64);
 
 // 1 s: how often a node whose disk is full tries to write a block again.
 const DISK_FULL_RETRY_MS = 1000;
@@ -146,6 +150,7 @@ export class ChainNode {
 
   start(): void {
     this.m.metrics.height.set(this.store.tip().height);
+    this.resumeSigned();
     const poll = (): void => {
       if (this.stopped) return;
       void this.pollPeers()
@@ -274,11 +279,53 @@ export class ChainNode {
       stateRoot: ex.stateRoot,
       txCount: ex.included.length,
     };
-    // Durable before the signature exists: a crash after this line can never lead to a second signature at this height.
-    this.m.watermark?.advance(height);
+    // Durable before the signature exists: a crash after this line can never lead to a
+    // second signature at this height. The block goes with it, unsigned: after such a crash
+    // the restart signs this same content (resumeSigned).
+    this.m.watermark?.advance(
+      height,
+      encodeBlock({ header: { ...header, signature: UNSIGNED }, txs: ex.included }),
+    );
+    crashPoint("node.produce.after-watermark");
     const block = sealBlock(this.genesis.hash, v.key.privateKey, header, ex.included);
     this.ownPending = { height, parentHash: parent.hash, ib: prepareBlock(block), txs: ex.included.length };
     await this.storeOwn(this.ownPending);
+  }
+
+  /**
+   * After a restart: if the watermark is one above the tip and holds the block that was
+   * being signed there, on this tip, that block is signed again (ed25519 is deterministic:
+   * the same signature) and stored by the next tick, instead of the height being lost.
+   */
+  private resumeSigned(): void {
+    const wm = this.m.watermark;
+    const v = this.opts.validator;
+    const tip = this.store.tip();
+    if (!v || !wm?.pending || wm.height !== tip.height + 1) return;
+    let unsigned: ReturnType<typeof decodeBlock>;
+    try {
+      unsigned = decodeBlock(wm.pending);
+    } catch (err) {
+      this.m.logger.warn(
+        { err: errorMessage(err) },
+        "The block recorded with the signing watermark does not decode; not used",
+      );
+      return;
+    }
+    const { signature: _, ...header } = unsigned.header;
+    if (header.height !== wm.height || header.proposer !== v.index || !header.prevHash.equals(tip.hash))
+      return;
+    const block = sealBlock(this.genesis.hash, v.key.privateKey, header, unsigned.txs);
+    this.ownPending = {
+      height: header.height,
+      parentHash: tip.hash,
+      ib: prepareBlock(block),
+      txs: unsigned.txs.length,
+    };
+    this.m.logger.info(
+      { height: header.height },
+      "Storing the block this validator was signing when it stopped (signed again: the same signature)",
+    );
   }
 
   /** Stores and announces a block this validator signed. */

@@ -2,6 +2,11 @@
  * The signing watermark: the highest height this validator key has signed. It is written
  * durably (temp file, fsync, rename) before every signature, and a height at or below it
  * is never signed, so a restarted or restored validator cannot double-sign.
+ *
+ * With it goes the block about to be signed at that height, unsigned: a validator killed
+ * between the watermark and storing its block signs that same content again when it
+ * restarts (ed25519 signatures are deterministic, so it is the same signature, not a second
+ * one) instead of losing the height for good, which would halt a chain it alone produces.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { CodedError } from "../util/errors.js";
@@ -17,13 +22,18 @@ export class WatermarkError extends CodedError<WatermarkErrorCode> {}
 export interface WatermarkRecord {
   height: number;
   updatedAtMs: number;
+  /** The block being signed at `height`, encoded with a zero signature (base64). */
+  pending?: string;
 }
 
 export class Watermark {
   private current: number;
+  private pendingBlock: Buffer | undefined;
 
   constructor(readonly path: string) {
-    this.current = Watermark.read(path).height;
+    const r = Watermark.read(path);
+    this.current = r.height;
+    this.pendingBlock = r.pending === undefined ? undefined : Buffer.from(r.pending, "base64");
   }
 
   /** Reads the watermark file; a missing file means nothing was ever signed. */
@@ -33,6 +43,8 @@ export class Watermark {
       const j = JSON.parse(readFileSync(path, "utf8")) as WatermarkRecord;
       if (!Number.isSafeInteger(j.height) || j.height < 0)
         throw new Error("height is not a non-negative integer");
+      if (j.pending !== undefined && typeof j.pending !== "string")
+        throw new Error("pending is not base64 text");
       return j;
     } catch (err) {
       throw new WatermarkError(
@@ -46,15 +58,26 @@ export class Watermark {
     return this.current;
   }
 
-  /** Durably records that `height` is about to be signed; throws if that could double-sign. */
-  advance(height: number): void {
+  /** The unsigned block recorded with the watermark's height, if any (see the module comment). */
+  get pending(): Buffer | undefined {
+    return this.pendingBlock;
+  }
+
+  /**
+   * Durably records that `height` is about to be signed, with the block to be signed there
+   * (encoded with a zero signature); throws if that could double-sign.
+   */
+  advance(height: number, pending?: Buffer): void {
     if (height <= this.current) {
       throw new WatermarkError(
         { code: WatermarkErrorCode.WouldDoubleSign, height, watermark: this.current },
         `Refusing to sign height ${height}: the signing watermark is ${this.current}`,
       );
     }
-    writeFileAtomic(this.path, `${JSON.stringify({ height, updatedAtMs: Date.now() })}\n`, 0o600);
+    const record: WatermarkRecord = { height, updatedAtMs: Date.now() };
+    if (pending) record.pending = pending.toString("base64");
+    writeFileAtomic(this.path, `${JSON.stringify(record)}\n`, 0o600);
     this.current = height;
+    this.pendingBlock = pending;
   }
 }

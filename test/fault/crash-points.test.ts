@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { decodeBlock, encodeBlock } from "../../src/chain/block.js";
 import { readDevnet } from "../../src/chain/devnet.js";
 import { generateChain } from "../../src/chain/generator.js";
 import { LedgerStore } from "../../src/chain/storage/ledger-store.js";
@@ -110,43 +111,69 @@ test("a crash just after sealing a segment leaves a ledger that reopens and vali
   );
 });
 
-test("a validator that crashes after writing its own block keeps it and never signs that height again", {
-  timeout: 120_000,
-}, async () => {
-  const solo = await TestNet.create("crash-producer", {
+/**
+ * Restarts a crashed sole validator, waits for its chain to pass `height`, pauses it, notes
+ * the hash at `hashAt`, stops it and checks its whole chain validates; returns that hash.
+ */
+async function restartValidateAndStop(solo: TestNet, height: number, hashAt: number): Promise<string[]> {
+  await solo.start(0);
+  await waitFor(
+    `production to continue past ${height}`,
+    async () => (await solo.status(0)).height >= height,
+    20_000,
+  );
+  await solo.client(0).setProducing(false);
+  const s = await solo.status(0);
+  const hashes = await solo.client(0).hashes(hashAt, hashAt);
+  await solo.kill(0, "SIGTERM");
+  const r = await solo.validate(0);
+  assert.ok(r.ok, JSON.stringify(r.fault));
+  assert.ok(r.validHeight >= s.height);
+  return hashes;
+}
+
+function openLedger(solo: TestNet): LedgerStore {
+  return LedgerStore.open(
+    { dir: join(solo.dataDir(0), "ledger"), segmentBytes: 1 << 26, weightOf: () => 2n },
+    silentLogger(),
+  );
+}
+
+/** A devnet of one validator (fast blocks), started with a crash point and left crashed there. */
+async function crashSoleValidator(prefix: string, point: string): Promise<TestNet> {
+  const solo = await TestNet.create(prefix, {
     validators: 1,
     blockTimeMs: 100,
     outOfTurnDelayMs: 100,
     peerPollMs: 100,
   });
+  process.env.CHAINVAULT_CRASH_AT = point;
   try {
-    process.env.CHAINVAULT_CRASH_AT = "chain.import.after-ledger-append:8";
-    try {
-      await solo.start(0).catch(() => undefined);
-    } finally {
-      delete process.env.CHAINVAULT_CRASH_AT;
-    }
-    const pid = solo.pids.get("node-0")!;
-    await waitFor("the validator to crash on its 8th block", () => !isAlive(pid), 30_000, 20);
-    solo.pids.delete("node-0");
+    await solo.start(0).catch(() => undefined);
+  } finally {
+    delete process.env.CHAINVAULT_CRASH_AT;
+  }
+  const pid = solo.pids.get("node-0")!;
+  await waitFor(`the validator to crash at ${point}`, () => !isAlive(pid), 30_000, 20).catch(async (err) => {
+    await solo.destroy();
+    throw err;
+  });
+  solo.pids.delete("node-0");
+  return solo;
+}
+
+test("a validator that crashes after writing its own block keeps it and never signs that height again", {
+  timeout: 120_000,
+}, async () => {
+  const solo = await crashSoleValidator("crash-producer", "chain.import.after-ledger-append:8");
+  try {
     const wm = JSON.parse(readFileSync(join(solo.dataDir(0), "keys", "watermark.json"), "utf8")) as {
       height: number;
     };
     assert.equal(wm.height, 8, "the watermark recorded height 8 before the signature");
-    await solo.start(0);
-    await waitFor("production to continue past 10", async () => (await solo.status(0)).height >= 10, 20_000);
-    await solo.client(0).setProducing(false);
-    const s = await solo.status(0);
-    const [h8] = await solo.client(0).hashes(8, 8);
-    await solo.kill(0, "SIGTERM");
-    const r = await solo.validate(0);
-    assert.ok(r.ok, JSON.stringify(r.fault));
-    assert.ok(r.validHeight >= s.height);
+    const [h8] = await restartValidateAndStop(solo, 10, 8);
     // Block 8 is the one written before the crash: kept and replayed, not signed again.
-    const led = LedgerStore.open(
-      { dir: join(solo.dataDir(0), "ledger"), segmentBytes: 1 << 26, weightOf: () => 2n },
-      silentLogger(),
-    );
+    const led = openLedger(solo);
     try {
       assert.equal(led.entry(8)!.hash.toString("hex"), h8);
     } finally {
@@ -154,6 +181,36 @@ test("a validator that crashes after writing its own block keeps it and never si
     }
     const log = readFileSync(join(solo.dataDir(0), "logs", "node.log"), "utf8");
     assert.match(log, /Replaying ledger blocks into the state/);
+  } finally {
+    await solo.destroy();
+  }
+});
+
+test("a sole validator killed between its watermark and storing its block signs that same block again on restart, and the chain goes on", {
+  timeout: 120_000,
+}, async () => {
+  const solo = await crashSoleValidator("crash-watermark", "node.produce.after-watermark:6");
+  try {
+    const wmPath = join(solo.dataDir(0), "keys", "watermark.json");
+    const wm = JSON.parse(readFileSync(wmPath, "utf8")) as { height: number; pending?: string };
+    assert.equal(wm.height, 6, "the watermark recorded height 6 before the signature");
+    assert.ok(wm.pending, "with the block about to be signed");
+    // The node is the only validator: without its block 6 the chain could never grow again.
+    await restartValidateAndStop(solo, 9, 6);
+    // Block 6 is the content recorded with the watermark, signed once more (same signature).
+    const led = openLedger(solo);
+    try {
+      const stored = decodeBlock(led.readBlockBytes(6));
+      const unsigned = encodeBlock({
+        header: { ...stored.header, signature: Buffer.alloc(64) },
+        txs: stored.txs,
+      });
+      assert.equal(unsigned.toString("base64"), wm.pending);
+    } finally {
+      led.close();
+    }
+    const log = readFileSync(join(solo.dataDir(0), "logs", "node.log"), "utf8");
+    assert.match(log, /Storing the block this validator was signing when it stopped/);
   } finally {
     await solo.destroy();
   }
