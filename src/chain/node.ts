@@ -1,26 +1,27 @@
 /**
- * A running node: block production for a validator, peer polling, sync and fork choice,
- * and the mempool. Storage and validation live in ChainStore; HTTP in http-api.ts; taking
- * blocks from peers (announcements, sync, reorganisation) in peer-sync.ts.
+ * A running node: peer polling, sync and fork choice, the mempool, and the tick that lets a
+ * validator produce. Storage and validation live in ChainStore; HTTP in http-api.ts; taking
+ * blocks from peers (announcements, sync, reorganisation) in peer-sync.ts; the validator's
+ * own block production (watermark, signing, storing, a full disk) in producer.ts.
  */
 
-import { crashPoint } from "../util/crash-points.js";
-import { errorMessage, isNoSpace } from "../util/errors.js";
+import { errorMessage } from "../util/errors.js";
 import type { Logger } from "../util/logger.js";
-import { decodeBlock, encodeBlock, sealBlock, txRootOf } from "./block.js";
 import { type FetchedBlock, NodeClient } from "./client.js";
-import { earliestTimestamp, isBetterTip, proposerRank } from "./consensus.js";
+import { isBetterTip } from "./consensus.js";
 import type { KeyPair } from "./crypto.js";
 import { hex, verifySync } from "./crypto.js";
 import type { Genesis } from "./genesis.js";
 import { Mempool } from "./mempool.js";
 import type { ChainMetrics } from "./metrics.js";
 import { type PeerState, PeerSync } from "./peer-sync.js";
-import { type ChainStore, type ImportedBlock, prepareBlock } from "./storage/chain-store.js";
+import { type DiskFull, Producer } from "./producer.js";
+import type { ChainStore } from "./storage/chain-store.js";
 import { txSigningMessage } from "./tx.js";
 import type { Transaction } from "./types.js";
-import { executeTxs } from "./validate.js";
 import type { Watermark } from "./watermark.js";
+
+export type { DiskFull } from "./producer.js";
 
 export interface ChainNodeOptions {
   nodeId: string;
@@ -40,37 +41,14 @@ export interface ChainNodeModules {
   watermark?: Watermark;
 }
 
-// The signature field of a block recorded with the watermark before it is signed.
-const UNSIGNED = Buffer.alloc(64);
-
-// 1 s: how often a node whose disk is full tries to write a block again.
-const DISK_FULL_RETRY_MS = 1000;
-
-/** Since when, and why, the node cannot write its data (see {@link ChainNode.diskFull}). */
-export interface DiskFull {
-  sinceMs: number;
-  error: string;
-}
-
-/** A block this validator signed that is not stored yet: retried as is, never signed again. */
-interface OwnBlock {
-  height: number;
-  parentHash: Buffer;
-  ib: ImportedBlock;
-  txs: number;
-}
-
 export class ChainNode {
   readonly mempool = new Mempool();
-  private full: DiskFull | undefined;
-  private retryAtMs = 0;
-  private ownPending: OwnBlock | undefined;
   private peers: PeerState[];
   private timers: NodeJS.Timeout[] = [];
   private pollTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private readonly sync: PeerSync;
-  private producing = false;
+  private readonly producer: Producer;
   private paused = false;
   private peersPolled = false;
 
@@ -92,8 +70,18 @@ export class ChainNode {
         isStopped: () => this.stopped,
         pollPeers: () => this.pollPeers(),
         afterImport: (blocks, txs) => this.afterImport(blocks, txs),
-        onWriteFailure: (err) => this.onWriteFailure(err),
+        onWriteFailure: (err) => this.producer.onWriteFailure(err),
         lagBlocks: () => this.lagBlocks(),
+      },
+      m,
+    );
+    this.producer = new Producer(
+      {
+        opts,
+        store: m.store,
+        mempool: this.mempool,
+        currentPeers: () => this.peers,
+        afterImport: (blocks, txs) => this.afterImport(blocks, txs),
       },
       m,
     );
@@ -116,7 +104,7 @@ export class ChainNode {
    * second, and clears once a block is stored again (/health reports it).
    */
   get diskFull(): DiskFull | undefined {
-    return this.full;
+    return this.producer.diskFull;
   }
 
   get isSyncing(): boolean {
@@ -150,7 +138,7 @@ export class ChainNode {
 
   start(): void {
     this.m.metrics.height.set(this.store.tip().height);
-    this.resumeSigned();
+    this.producer.resumeSigned();
     const poll = (): void => {
       if (this.stopped) return;
       void this.pollPeers()
@@ -221,155 +209,14 @@ export class ChainNode {
   }
 
   private tick(): void {
-    if (this.stopped || this.paused || this.producing || this.sync.isSyncing || !this.peersPolled) return;
-    const v = this.opts.validator!;
+    if (this.stopped || this.paused || this.producer.busy || this.sync.isSyncing || !this.peersPolled) return;
     const tip = this.store.tip();
     if (this.bestPeer()) return;
-    const height = tip.height + 1;
-    if (Date.now() < this.retryAtMs) return;
-    if ((this.m.watermark?.height ?? 0) >= height) {
-      // Signed here before and not stored (the disk was full): the same block, not a new signature.
-      const own = this.ownPending;
-      if (own?.height === height && own.parentHash.equals(tip.hash)) {
-        this.producing = true;
-        this.storeOwn(own)
-          .catch((err) => this.onWriteFailure(err, height))
-          .finally(() => {
-            this.producing = false;
-          });
-      }
-      return;
-    }
-    const n = this.genesis.validatorCount;
-    const rank = proposerRank(height, v.index, n);
-    const parent = this.store.ref(tip.height)!;
-    const earliest = earliestTimestamp(
-      {
-        validatorCount: n,
-        blockTimeMs: this.genesis.doc.blockTimeMs,
-        outOfTurnDelayMs: this.genesis.doc.outOfTurnDelayMs,
-      },
-      parent.timestampMs,
-      rank,
-    );
-    const now = Date.now();
-    if (now < earliest) return;
-    this.producing = true;
-    this.produce(height, Math.max(now, earliest))
-      .catch((err) => this.onWriteFailure(err, height))
-      .finally(() => {
-        this.producing = false;
-      });
-  }
-
-  private async produce(height: number, timestampMs: number): Promise<void> {
-    const v = this.opts.validator!;
-    const store = this.store;
-    const parent = store.ref(height - 1)!;
-    const candidates = this.mempool.select(this.genesis.doc.maxTxsPerBlock, (pk) =>
-      store.state.getAccount(pk),
-    );
-    const ex = executeTxs(store.state, store.state.ltHash, height, candidates, { skipInvalid: true });
-    const header = {
-      height,
-      prevHash: parent.hash,
-      timestampMs,
-      proposer: v.index,
-      txRoot: txRootOf(ex.included),
-      stateRoot: ex.stateRoot,
-      txCount: ex.included.length,
-    };
-    // Durable before the signature exists: a crash after this line can never lead to a
-    // second signature at this height. The block goes with it, unsigned: after such a crash
-    // the restart signs this same content (resumeSigned).
-    this.m.watermark?.advance(
-      height,
-      encodeBlock({ header: { ...header, signature: UNSIGNED }, txs: ex.included }),
-    );
-    crashPoint("node.produce.after-watermark");
-    const block = sealBlock(this.genesis.hash, v.key.privateKey, header, ex.included);
-    this.ownPending = { height, parentHash: parent.hash, ib: prepareBlock(block), txs: ex.included.length };
-    await this.storeOwn(this.ownPending);
-  }
-
-  /**
-   * After a restart: if the watermark is one above the tip and holds the block that was
-   * being signed there, on this tip, that block is signed again (ed25519 is deterministic:
-   * the same signature) and stored by the next tick, instead of the height being lost.
-   */
-  private resumeSigned(): void {
-    const wm = this.m.watermark;
-    const v = this.opts.validator;
-    const tip = this.store.tip();
-    if (!v || !wm?.pending || wm.height !== tip.height + 1) return;
-    let unsigned: ReturnType<typeof decodeBlock>;
-    try {
-      unsigned = decodeBlock(wm.pending);
-    } catch (err) {
-      this.m.logger.warn(
-        { err: errorMessage(err) },
-        "The block recorded with the signing watermark does not decode; not used",
-      );
-      return;
-    }
-    const { signature: _, ...header } = unsigned.header;
-    if (header.height !== wm.height || header.proposer !== v.index || !header.prevHash.equals(tip.hash))
-      return;
-    const block = sealBlock(this.genesis.hash, v.key.privateKey, header, unsigned.txs);
-    this.ownPending = {
-      height: header.height,
-      parentHash: tip.hash,
-      ib: prepareBlock(block),
-      txs: unsigned.txs.length,
-    };
-    this.m.logger.info(
-      { height: header.height },
-      "Storing the block this validator was signing when it stopped (signed again: the same signature)",
-    );
-  }
-
-  /** Stores and announces a block this validator signed. */
-  private async storeOwn(own: OwnBlock): Promise<void> {
-    const { height, ib, txs } = own;
-    await this.store.importBlocks([ib], { trustedSignatures: true });
-    this.ownPending = undefined;
-    this.afterImport(1, txs);
-    this.m.metrics.blocksProduced.inc();
-    this.m.logger.debug({ height, txs, hash: hex(ib.hash) }, "Block produced");
-    for (const p of this.peers) {
-      p.client.announce(ib.bytes).catch(() => {
-        // A peer that misses an announcement catches up by polling.
-      });
-    }
-  }
-
-  /**
-   * A block that could not be written. A full disk pauses writing (retried every second,
-   * logged once) instead of failing every 20 ms tick; anything else is logged as before.
-   */
-  private onWriteFailure(err: unknown, height?: number): void {
-    if (!isNoSpace(err)) {
-      if (height !== undefined)
-        this.m.logger.warn({ height, err: errorMessage(err) }, "Block production failed");
-      return;
-    }
-    this.retryAtMs = Date.now() + DISK_FULL_RETRY_MS;
-    if (this.full) return;
-    this.full = { sinceMs: Date.now(), error: errorMessage(err) };
-    this.m.logger.error(
-      { height, dataDir: this.store.opts.dataDir, err: this.full.error },
-      "Disk full: the node cannot write its data directory; it keeps serving its chain and tries again every second until space is freed (the chain on disk is intact)",
-    );
+    this.producer.tick(tip);
   }
 
   private afterImport(blocks: number, txs: number): void {
-    if (this.full) {
-      this.m.logger.info(
-        { pausedMs: Date.now() - this.full.sinceMs },
-        "Disk space available again: blocks are being written",
-      );
-      this.full = undefined;
-    }
+    this.producer.clearDiskFull();
     const store = this.store;
     this.mempool.prune((pk) => store.state.getAccount(pk));
     this.m.metrics.height.set(store.tip().height);
