@@ -12,6 +12,7 @@ import {
   prepareBlock,
 } from "../../src/chain/storage/chain-store.js";
 import { LedgerStore } from "../../src/chain/storage/ledger-store.js";
+import { reorgJournalPath } from "../../src/chain/storage/reorg-journal.js";
 import { INDEX_ENTRY_BYTES, INDEX_HEADER_BYTES } from "../../src/chain/storage/segment-format.js";
 import { readSegments } from "../../src/chain/storage/segment-reader.js";
 import { BlockError, BlockErrorCode } from "../../src/chain/validate.js";
@@ -297,6 +298,27 @@ test("reorg switches to a heavier branch and the balances reflect that branch on
   const reopened = openStore(a.dir);
   assertChainIs(reopened, chainB);
   await reopened.close();
+});
+
+test("a reorganisation whose state commit fails after the ledger took the branch (a full disk) is finished from its journal before the next write", async (t) => {
+  const { a, b, chainA } = await forkSetup(t);
+  const branch = buildBlocks(fx, storeBase(b.store), 3, { amountSalt: 1000n });
+  assert.equal(await b.store.importBlocks(branch), 3);
+  const next = buildBlocks(fx, storeBase(b.store), 1, { amountSalt: 2000n });
+  await b.store.close();
+  process.env.CHAINVAULT_FAIL_AT = "chain.reorg.before-commit";
+  try {
+    await assert.rejects(a.store.reorg(6, branch), /Injected failure at chain.reorg.before-commit/);
+  } finally {
+    delete process.env.CHAINVAULT_FAIL_AT;
+  }
+  // The ledger holds the new branch, the state the old one: the next write repairs first.
+  const chainB = [...chainA.slice(0, 6), ...branch];
+  assert.equal(await a.store.importBlocks(next), 1);
+  assertChainIs(a.store, [...chainB, ...next]);
+  assertLedgerAndStateAgree(a.store);
+  assert.equal(existsSync(reorgJournalPath(a.dir)), false);
+  await a.store.close();
 });
 
 test("reorg refuses a lighter branch and changes nothing: tip, state root, balances and ledger files", async (t) => {

@@ -5,7 +5,7 @@
  * See docs/storage.md, sections 6.2 and 6.4.
  */
 import { rmSync } from "node:fs";
-import { crashPoint } from "../../util/crash-points.js";
+import { crashPoint, failPoint } from "../../util/crash-points.js";
 import type { Logger } from "../../util/logger.js";
 import { isBetterTip } from "../consensus.js";
 import { hex } from "../crypto.js";
@@ -68,6 +68,8 @@ export async function reorgUnderMutex(
     chain.ledger.truncate(ancestor);
     crashPoint("chain.reorg.after-truncate");
     chain.ledger.append(blocks.map((b) => ledgerItemOf(b, chain.genesis.validatorCount)));
+    // As a COMMIT that fails on a full disk would, once the ledger holds the new branch.
+    failPoint("chain.reorg.before-commit");
   });
   rmSync(journalPath, { force: true });
   logger.warn({ ancestor, from: oldTip.height, to: chain.tip().height }, "Chain reorganised");

@@ -10,7 +10,7 @@
  * (reorganisation and its redo journal), chain-recovery.ts (open), checkpoint.ts; the
  * shared types in chain-types.ts and imported-block.ts.
  */
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../../util/logger.js";
 import { Mutex } from "../../util/mutex.js";
@@ -32,7 +32,7 @@ import type { ChainStoreOptions } from "./chain-types.js";
 import { type Checkpoint, releaseCheckpoint, writeCheckpoint } from "./checkpoint.js";
 import { type ImportedBlock, ledgerItemOf, prepareBlock, type StoredBlock } from "./imported-block.js";
 import { type LedgerItem, LedgerStore, type SegmentInfo } from "./ledger-store.js";
-import { REORG_JOURNAL, readReorgJournal } from "./reorg-journal.js";
+import { REORG_JOURNAL, readReorgJournal, reorgJournalPath } from "./reorg-journal.js";
 import { StateStore } from "./state-store.js";
 
 export { type ImportOptions, startBlockChecks } from "./block-import.js";
@@ -50,6 +50,8 @@ export class ChainStore {
   readonly ledger: LedgerStore;
   readonly state: StateStore;
   private readonly mutex = new Mutex();
+  /** Why the last write failed half-way, until {@link write} has recovered from it. */
+  private unrecovered: unknown;
 
   private constructor(
     readonly genesis: Genesis,
@@ -153,7 +155,7 @@ export class ChainStore {
     const checks = opts.trustedSignatures
       ? Promise.resolve(undefined)
       : (opts.signatures ?? startBlockChecks(this.genesis, bytes));
-    return this.mutex.run(() => importUnderMutex(this, bytes, blockAt, opts, checks));
+    return this.write(() => importUnderMutex(this, bytes, blockAt, opts, checks));
   }
 
   /**
@@ -161,7 +163,7 @@ export class ChainStore {
    * the executions it already has instead of validating again. Never for outside blocks.
    */
   appendBuilt(items: { ib: ImportedBlock; ex: Execution }[]): Promise<void> {
-    return this.mutex.run(() => {
+    return this.write(() => {
       commitAppend(this, () => {
         writeExecuted(this, items);
         this.ledger.append(items.map((x) => this.ledgerItem(x.ib)));
@@ -174,12 +176,39 @@ export class ChainStore {
    * the fork-choice rule. All of it happens, or none of it.
    */
   reorg(ancestor: number, blocks: ImportedBlock[], opts: HeaderCheckOptions = {}): Promise<void> {
-    return this.mutex.run(() => reorgUnderMutex(this, this.logger, ancestor, blocks, opts));
+    return this.write(async () => {
+      try {
+        await reorgUnderMutex(this, this.logger, ancestor, blocks, opts);
+      } catch (err) {
+        // Failed after its journal (the ledger cut, the state not committed: a full disk):
+        // only the open-time recovery puts ledger and state back in agreement.
+        if (existsSync(reorgJournalPath(this.opts.dataDir))) this.unrecovered = err;
+        throw err;
+      }
+    });
+  }
+
+  /**
+   * Runs a write under the mutex. If an earlier write failed half-way in a way only the
+   * open-time recovery repairs, that recovery runs first (re-reading the ledger, finishing
+   * the reorganisation from its journal, reverting and replaying the state); if it fails
+   * too (the disk is still full), so does this write, and the next one tries again.
+   */
+  private write<T>(fn: () => T | Promise<T>): Promise<T> {
+    return this.mutex.run(async () => {
+      if (this.unrecovered !== undefined) {
+        this.ledger.reload();
+        recoverChain(this, this.logger);
+        this.logger.info("Recovered the chain store from a write that had failed half-way");
+        this.unrecovered = undefined;
+      }
+      return fn();
+    });
   }
 
   /** Rolls the chain back to `height` (ledger and state). */
   rollback(height: number): Promise<void> {
-    return this.mutex.run(() => {
+    return this.write(() => {
       this.state.transaction(() => {
         while ((this.state.head?.height ?? 0) > height) this.state.revertHead();
         this.ledger.truncate(height);
@@ -194,7 +223,7 @@ export class ChainStore {
    * state. Block production waits only for the few milliseconds it takes.
    */
   checkpoint(): Promise<Checkpoint> {
-    return this.mutex.run(() => writeCheckpoint(this));
+    return this.write(() => writeCheckpoint(this));
   }
 
   /** Deletes a checkpoint directory made by {@link checkpoint}. */

@@ -160,6 +160,15 @@ export class LedgerStore {
     this.logger.info({ height: m.count }, "Ledger reverted to before a failed commit");
   }
 
+  /**
+   * Reads the files again as open does (index against segments, torn tail, re-indexing),
+   * after a failure left this view behind them (a truncate cut short by a full disk).
+   */
+  reload(): void {
+    this.segs.close();
+    this.reconcile();
+  }
+
   /** Appends blocks that extend the tip, then fsyncs the segments and the index. */
   append(items: LedgerItem[]): void {
     if (items.length === 0) return;
