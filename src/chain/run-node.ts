@@ -4,7 +4,7 @@
  */
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { CodedError } from "../util/errors.js";
+import { CodedError, errorMessage, isNoSpace } from "../util/errors.js";
 import { createLogger, type Logger } from "../util/logger.js";
 import { isAlive } from "../util/process.js";
 import { loadNodeConfig, nodePaths } from "./config.js";
@@ -19,6 +19,8 @@ import { Watermark } from "./watermark.js";
 export enum NodeStartErrorCode {
   Locked = "NODE_LOCKED",
   NotValidator = "NODE_KEY_NOT_VALIDATOR",
+  /** The data directory's disk is full. */
+  NoSpace = "NODE_NO_SPACE",
 }
 
 export class NodeStartError extends CodedError<NodeStartErrorCode> {}
@@ -36,7 +38,14 @@ export function acquireLock(path: string): () => void {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(path, "wx", 0o600);
-      writeSync(fd, `${process.pid}\n`);
+      try {
+        writeSync(fd, `${process.pid}\n`);
+      } catch (err) {
+        // An empty lock (a full disk) is removed, not left for the next start to puzzle over.
+        closeSync(fd);
+        unlinkSync(path);
+        throw noSpace(err, path);
+      }
       closeSync(fd);
       return () => {
         try {
@@ -74,6 +83,7 @@ export async function startNode(dataDir: string, opts: { logToStderr?: boolean }
   });
   const release = acquireLock(paths.lock);
   let store: ChainStore | undefined;
+  // A full disk while opening (the state database, the ledger's repair) is named as such.
   try {
     const genesis = Genesis.load(paths.genesis);
     store = ChainStore.open(
@@ -137,6 +147,15 @@ export async function startNode(dataDir: string, opts: { logToStderr?: boolean }
   } catch (err) {
     if (store) await store.close();
     release();
-    throw err;
+    throw noSpace(err, dataDir);
   }
+}
+
+/** A full disk as a NodeStartError naming `where`; any other error as it is. */
+function noSpace(err: unknown, where: string): unknown {
+  if (!isNoSpace(err)) return err;
+  return new NodeStartError(
+    { code: NodeStartErrorCode.NoSpace, path: where },
+    `Cannot start the node: the disk holding ${where} is full (${errorMessage(err)}); free space there and start it again`,
+  );
 }

@@ -3,7 +3,7 @@
  * thrown error into a message and a documented exit code.
  */
 import { InvalidArgumentError } from "commander";
-import { CodedError } from "../util/errors.js";
+import { CodedError, isNoSpace } from "../util/errors.js";
 import { ExitCode } from "./exit-codes.js";
 
 export function int(name: string, min = 0) {
@@ -19,7 +19,7 @@ export function int(name: string, min = 0) {
 export function exitCodeFor(err: CodedError): number {
   const c = err.code;
   if (c === "VAULT_WRONG_PASSWORD" || c === "VAULT_PASSWORD_MISSING") return ExitCode.BadPassword;
-  if (c === "VAULT_NO_SPACE") return ExitCode.NoSpace;
+  if (/NO_SPACE/.test(c)) return ExitCode.NoSpace;
   if (/LOCKED|RUNNING/.test(c)) return ExitCode.Locked;
   if (/VERIFY_FAILED|CORRUPT|UNSAFE_PATH/.test(c)) return ExitCode.CheckFailed;
   if (/UNREACHABLE|NOT_FOUND|REPO_MISSING|SNAPSHOT_MISSING|BACKEND_FAILED/.test(c))
@@ -37,6 +37,12 @@ export function run<A extends unknown[]>(fn: (...args: A) => Promise<number | un
       if (err instanceof CodedError) {
         process.stderr.write(`chainvault: ${err.message}\n`);
         process.exitCode = exitCodeFor(err);
+      } else if (isNoSpace(err)) {
+        // A full disk is the operator's to fix, not a bug: no stack, its own exit code.
+        process.stderr.write(
+          `chainvault: ${(err as Error).message}: the disk is full; free space and run the command again\n`,
+        );
+        process.exitCode = ExitCode.NoSpace;
       } else if (err instanceof RangeError || err instanceof TypeError) {
         process.stderr.write(`chainvault: ${err.message}\n`);
         process.exitCode = ExitCode.Usage;

@@ -16,6 +16,6 @@ export const ExitCode = {
   Locked: 5,
   /** No password was given, or it opens none of the repository's key files: nothing was written. */
   BadPassword: 6,
-  /** A disk is full (the repository's or a restore target's): no snapshot was written, the target is unchanged. */
+  /** A disk is full (the repository's, a restore target's, a node's): no snapshot was written, a restore target is unchanged. */
   NoSpace: 7,
 } as const;

@@ -8,13 +8,14 @@
  * out when the node stops.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { NodeClient } from "../../src/chain/client.js";
 import { cliCommand, nodeEnv } from "../../src/chain/devnet.js";
 import { Genesis } from "../../src/chain/genesis.js";
+import { ExitCode } from "../../src/cli/exit-codes.js";
 import { validateNodeData } from "../../src/ledger/validate.js";
 import { isAlive, sleep, TestNet, waitFor } from "./_harness.js";
 
@@ -131,6 +132,56 @@ test("a validator whose disk fills up keeps serving, reports disk-full, writes n
     await net.stopLoad();
     if (existsSync(join(out, "pid")) && isAlive(pidOf())) process.kill(pidOf(), "SIGKILL");
     child.kill("SIGKILL");
+    await net.destroy();
+  }
+});
+
+test("a node started on a full disk exits 7 naming where the disk is full, without a stack and without leaving an empty lock", {
+  timeout: 60_000,
+}, async () => {
+  const net = await TestNet.create("full-disk-start", { validators: 1 });
+  const out = join(net.dir, "ns");
+  mkdirSync(out);
+  const nd = net.dataDir(0);
+  const [cmd, ...args] = cliCommand();
+  const script = `set -u
+D="$DATA"; mkdir -p "$OUT/orig"; cp -a "$D/." "$OUT/orig/"
+mount -t tmpfs -o size=$(( $(du -sk "$D" | cut -f1) + 64 ))k none "$D"
+cp -a "$OUT/orig/." "$D/"
+dd if=/dev/zero of="$D/filler" bs=4k 2>/dev/null
+"$@" > "$OUT/start.out" 2> "$OUT/start.err"; echo $? > "$OUT/start.code"
+ls -A "$D" > "$OUT/listing"
+`;
+  try {
+    const r = spawnSync(
+      "unshare",
+      [
+        "--user",
+        "--map-root-user",
+        "--mount",
+        "bash",
+        "-c",
+        script,
+        "ns",
+        cmd!,
+        ...args,
+        "node",
+        "start",
+        "--data",
+        nd,
+      ],
+      { env: { ...nodeEnv(), DATA: nd, OUT: out }, encoding: "utf8", timeout: 50_000 },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    const err = readFileSync(join(out, "start.err"), "utf8");
+    assert.equal(readFileSync(join(out, "start.code"), "utf8").trim(), String(ExitCode.NoSpace), err);
+    assert.match(err, /^chainvault: Cannot start the node: the disk holding .*node-0.* is full \(ENOSPC/);
+    assert.doesNotMatch(err, /\n\s+at /, "no stack trace");
+    assert.ok(
+      !readFileSync(join(out, "listing"), "utf8").split("\n").includes("LOCK"),
+      "no lock left behind",
+    );
+  } finally {
     await net.destroy();
   }
 });
