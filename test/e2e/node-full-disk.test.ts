@@ -23,12 +23,21 @@ import { isAlive, sleep, TestNet, waitFor } from "./_harness.js";
 // seconds of blocks under the load below.
 const HEADROOM_KIB = 768;
 
-const SCRIPT = `set -u
+/** Bash lines that put $DATA on a tmpfs $HEADROOM_KIB larger than what it holds (its files kept). */
+const SMALL_DISK = `set -u
 D="$DATA"; mkdir -p "$OUT/orig" "$OUT/after"; cp -a "$D/." "$OUT/orig/"
-used=$(du -sk "$D" | cut -f1)
-mount -t tmpfs -o size=$((used + HEADROOM_KIB))k none "$D"
+mount -t tmpfs -o size=$(( $(du -sk "$D" | cut -f1) + HEADROOM_KIB ))k none "$D"
 cp -a "$OUT/orig/." "$D/"
-"$@" > "$OUT/node.out" 2>&1 &
+`;
+
+/** `unshare`'s arguments: SMALL_DISK then `script` in a user and mount namespace, "$@" starting the node at `dataDir`. */
+function namespaceArgv(script: string, dataDir: string): string[] {
+  const [cmd, ...args] = cliCommand();
+  const bash = ["bash", "-c", SMALL_DISK + script, "ns", cmd!, ...args, "node", "start", "--data", dataDir];
+  return ["--user", "--map-root-user", "--mount", ...bash];
+}
+
+const SCRIPT = `"$@" > "$OUT/node.out" 2>&1 &
 pid=$!
 echo $pid > "$OUT/pid"
 while kill -0 $pid 2>/dev/null; do
@@ -53,26 +62,11 @@ test("a validator whose disk fills up keeps serving, reports disk-full, writes n
   mkdirSync(out);
   const nd = net.dataDir(0);
   const url = net.node(0).url;
-  const [cmd, ...args] = cliCommand();
-  const child = spawn(
-    "unshare",
-    [
-      "--user",
-      "--map-root-user",
-      "--mount",
-      "bash",
-      "-c",
-      SCRIPT,
-      "ns",
-      cmd!,
-      ...args,
-      "node",
-      "start",
-      "--data",
-      nd,
-    ],
-    { env: { ...nodeEnv(), DATA: nd, OUT: out, HEADROOM_KIB: String(HEADROOM_KIB) }, stdio: "ignore" },
-  );
+  const child = spawn("unshare", namespaceArgv(SCRIPT, nd), {
+    env: { ...nodeEnv(), DATA: nd, OUT: out, HEADROOM_KIB: String(HEADROOM_KIB) },
+    stdio: "ignore",
+  });
+
   const pidOf = (): number => Number(readFileSync(join(out, "pid"), "utf8"));
   try {
     const client = new NodeClient(url, { timeoutMs: 2000 });
@@ -143,35 +137,17 @@ test("a node started on a full disk exits 7 naming where the disk is full, witho
   const out = join(net.dir, "ns");
   mkdirSync(out);
   const nd = net.dataDir(0);
-  const [cmd, ...args] = cliCommand();
-  const script = `set -u
-D="$DATA"; mkdir -p "$OUT/orig"; cp -a "$D/." "$OUT/orig/"
-mount -t tmpfs -o size=$(( $(du -sk "$D" | cut -f1) + 64 ))k none "$D"
-cp -a "$OUT/orig/." "$D/"
-dd if=/dev/zero of="$D/filler" bs=4k 2>/dev/null
+  const script = `dd if=/dev/zero of="$D/filler" bs=4k 2>/dev/null
 "$@" > "$OUT/start.out" 2> "$OUT/start.err"; echo $? > "$OUT/start.code"
 ls -A "$D" > "$OUT/listing"
 `;
   try {
-    const r = spawnSync(
-      "unshare",
-      [
-        "--user",
-        "--map-root-user",
-        "--mount",
-        "bash",
-        "-c",
-        script,
-        "ns",
-        cmd!,
-        ...args,
-        "node",
-        "start",
-        "--data",
-        nd,
-      ],
-      { env: { ...nodeEnv(), DATA: nd, OUT: out }, encoding: "utf8", timeout: 50_000 },
-    );
+    const r = spawnSync("unshare", namespaceArgv(script, nd), {
+      env: { ...nodeEnv(), DATA: nd, OUT: out, HEADROOM_KIB: "64" },
+      encoding: "utf8",
+      timeout: 50_000,
+    });
+
     assert.equal(r.status, 0, r.stderr);
     const err = readFileSync(join(out, "start.err"), "utf8");
     assert.equal(readFileSync(join(out, "start.code"), "utf8").trim(), String(ExitCode.NoSpace), err);
