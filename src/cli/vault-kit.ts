@@ -90,7 +90,7 @@ export function progressBar(enabled: boolean, label: string) {
 }
 
 /** Bytes as MiB with one decimal, for people. */
-export const mib = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`;
+export { mib } from "../util/format.js";
 
 /** A comma-separated option value as a list, blanks dropped. */
 export const list = (v: string): string[] =>

@@ -6,6 +6,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { mkdir, stat, statfs } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { mib } from "../util/format.js";
 import { fsyncDir } from "../util/fs-atomic.js";
 import { VaultError, VaultErrorCode } from "./errors.js";
 import type { FileNode } from "./snapshot.js";
@@ -21,6 +22,17 @@ export function dropForeignStaging(staging: string, snapshotId: string): void {
   if (owner !== snapshotId) rmSync(staging, { recursive: true, force: true });
 }
 
+/** The snapshot's files a resumed staging tree already holds whole (their final name, their size). */
+export async function completeFiles(staging: string, nodes: { f: FileNode }[]): Promise<Set<string>> {
+  const complete = new Set<string>();
+  for (const { f } of nodes) {
+    if (f.type !== "file") continue;
+    const done = await stat(join(staging, f.path)).catch(() => undefined);
+    if (done?.isFile() && done.size === f.sizeBytes) complete.add(f.path);
+  }
+  return complete;
+}
+
 /**
  * Refuses, before anything is written, a restore whose files cannot fit: the bytes still to
  * stage (files a resumed staging tree holds whole are not counted), each file rounded up to
@@ -33,6 +45,7 @@ export async function checkSpace(
   target: string,
   snapshotId: string,
   nodes: { f: FileNode }[],
+  complete: ReadonlySet<string>,
 ): Promise<void> {
   let at = dirname(staging);
   let fs = await statfs(at).catch(() => undefined);
@@ -45,9 +58,7 @@ export async function checkSpace(
   let need = 0;
   for (const { f } of nodes) {
     if (f.type === "dir") need += block;
-    if (f.type !== "file") continue;
-    const done = await stat(join(staging, f.path)).catch(() => undefined);
-    if (done?.isFile() && done.size === f.sizeBytes) continue;
+    if (f.type !== "file" || complete.has(f.path)) continue;
     need += Math.ceil(f.sizeBytes / block) * block;
   }
   const free = fs.bavail * block;
@@ -72,10 +83,6 @@ export async function mkdirUnder(base: string, rel: string, mode: number): Promi
       if (err.code !== "EEXIST") throw err;
     });
   }
-}
-
-function mib(bytes: number): string {
-  return `${(bytes / 1048576).toFixed(1)} MiB`;
 }
 
 export function prepareStaging(staging: string, snapshotId: string): void {

@@ -8,7 +8,7 @@
  * there, fetching only the chunks that differ from the repository.
  */
 import { rmSync } from "node:fs";
-import { chmod, lstat, open as openFile, rename, stat, symlink, utimes } from "node:fs/promises";
+import { chmod, lstat, open as openFile, rename, symlink, utimes } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { crashPoint } from "../util/crash-points.js";
 import { errorMessage, isNoSpace } from "../util/errors.js";
@@ -21,7 +21,14 @@ import { RepoLock } from "./lock.js";
 import type { Repository } from "./repository.js";
 import { checkTree, symlinkStaysInside } from "./restore-paths.js";
 import { checkStaged, localChunks, pickComponents, preflight, rootsOf } from "./restore-plan.js";
-import { checkSpace, dropForeignStaging, MARKER, mkdirUnder, prepareStaging } from "./restore-staging.js";
+import {
+  checkSpace,
+  completeFiles,
+  dropForeignStaging,
+  MARKER,
+  mkdirUnder,
+  prepareStaging,
+} from "./restore-staging.js";
 import { finishPendingSwap, swapIntoPlace } from "./restore-swap.js";
 import type { FileNode } from "./snapshot.js";
 
@@ -122,7 +129,8 @@ export async function restore(
 
     staging = `${target}.restore-${snap.id.slice(0, 16)}`;
     dropForeignStaging(staging, snap.id);
-    await checkSpace(staging, target, snap.id, nodes);
+    const complete = await completeFiles(staging, nodes);
+    await checkSpace(staging, target, snap.id, nodes, complete);
     prepareStaging(staging, snap.id);
     const totalBytes = nodes.reduce((s, n) => s + n.f.sizeBytes, 0);
     const stats = { done: 0, fetched: 0, reused: 0 };
@@ -138,8 +146,7 @@ export async function restore(
       if (f.type !== "file") continue;
       const staged = join(staging, f.path);
       await mkdirUnder(staging, dirname(f.path), 0o700);
-      const done = await stat(staged).catch(() => undefined);
-      if (done?.isFile() && done.size === f.sizeBytes) {
+      if (complete.has(f.path)) {
         stats.reused += f.sizeBytes;
         progress(f.sizeBytes);
         continue;

@@ -153,10 +153,8 @@ export class LedgerStore {
     if (m.count > this.count)
       throw new RangeError(`Cannot revert the ledger to ${m.count} blocks: it holds ${this.count}`);
     if (m.count === this.count) return;
-    this.segs.restore(m);
-    this.index.truncate(m.count);
+    this.rewind(m);
     this.index.sync();
-    this.reconcile();
     this.logger.info({ height: m.count }, "Ledger reverted to before a failed commit");
   }
 
@@ -187,15 +185,20 @@ export class LedgerStore {
    */
   private undoAppend(before: LedgerMark): void {
     try {
-      this.segs.restore(before);
-      this.index.truncate(this.count);
-      this.reconcile();
+      this.rewind(before);
     } catch (err) {
       this.logger.error(
         { err: (err as Error).message },
         "Could not undo a failed ledger append; restart the node to repair the ledger tail",
       );
     }
+  }
+
+  /** Files and view back to a mark: later segments deleted, the one active then cut in place, the index cut, reopened. */
+  private rewind(m: LedgerMark): void {
+    this.segs.restore(m);
+    this.index.truncate(m.count);
+    this.reconcile();
   }
 
   private appendUnchecked(items: LedgerItem[]): void {
