@@ -11,7 +11,7 @@
 import type { KeyObject } from "node:crypto";
 import { HASH_BYTES, SIGNATURE_BYTES, sha256, signMessage } from "./crypto.js";
 import { Reader, Writer } from "./encoding.js";
-import { merkleRoot } from "./merkle.js";
+import { merkleRoot, merkleRootOfItems } from "./merkle.js";
 import { encodeTx, readTx, TX_BYTES_MIN, txHash } from "./tx.js";
 import { BLOCK_BYTES_MAX, type Block, type BlockHeader, type Transaction } from "./types.js";
 
@@ -139,7 +139,7 @@ export function scanBlock(genesisHash: Buffer, buf: Buffer): ScannedBlock {
 
 /** The transaction root over encoded transactions: the same as {@link txRootOf} of them decoded. */
 export function txRootOfEncoded(txs: Buffer[]): Buffer {
-  return merkleRoot(txs.map((t) => sha256(t)));
+  return merkleRootOfItems(txs);
 }
 
 export function blockHash(h: BlockHeader): Buffer {

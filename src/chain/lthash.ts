@@ -29,6 +29,7 @@ export function accountLeaf(pubkey: Buffer, acct: Account): Buffer {
 const EXPAND_CACHE_MAX = 8192;
 const WORDS = LANES / 2;
 let ring: Uint32Array | undefined;
+let ringBytes: Buffer | undefined;
 const ringLeaves = new Uint8Array(EXPAND_CACHE_MAX * LEAF_BYTES);
 const ringLengths = new Uint8Array(EXPAND_CACHE_MAX);
 const ringKeys = new Int32Array(EXPAND_CACHE_MAX);
@@ -56,10 +57,6 @@ function expand(leaf: Buffer): Uint32Array {
   const key = leafKey(leaf);
   let slot = ringIndex.get(key);
   if (slot === undefined || !sameLeaf(leaf, slot)) {
-    const out = createHash("shake256", { outputLength: LANES * 2 })
-      .update(leaf)
-      .digest();
-    if (BIG_ENDIAN_HOST) out.swap16();
     slot = ringNext;
     ringNext = (ringNext + 1) % EXPAND_CACHE_MAX;
     // The slot's previous leaf leaves the index, unless a newer leaf took its key.
@@ -72,7 +69,15 @@ function expand(leaf: Buffer): Uint32Array {
       ringLeaves.set(leaf, slot * LEAF_BYTES);
       ringIndex.set(key, slot);
     }
-    new Uint8Array(ring.buffer, slot * WORDS * 4, WORDS * 4).set(out);
+    // The digest comes as a latin1 string written straight into the ring: a Buffer digest
+    // would allocate (and later free) a 2 KiB backing store per leaf, a third of the cost.
+    ringBytes ??= Buffer.from(ring.buffer);
+    const at = slot * WORDS * 4;
+    const digest = createHash("shake256", { outputLength: LANES * 2 })
+      .update(leaf)
+      .digest("binary");
+    ringBytes.write(digest, at, WORDS * 4, "latin1");
+    if (BIG_ENDIAN_HOST) ringBytes.subarray(at, at + WORDS * 4).swap16();
   }
   return ring.subarray(slot * WORDS, (slot + 1) * WORDS);
 }

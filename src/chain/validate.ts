@@ -6,10 +6,10 @@
 import { CodedError } from "../util/errors.js";
 import { scanBlock, txRootOf, txRootOfEncoded } from "./block.js";
 import { earliestTimestamp, proposerRank } from "./consensus.js";
-import { hex, verifySync } from "./crypto.js";
+import { HASH_BYTES, hex, PUBKEY_BYTES, SIGNATURE_BYTES, verifySync } from "./crypto.js";
 import type { Genesis } from "./genesis.js";
 import { accountLeaf, type LtHash } from "./lthash.js";
-import { encodedTxParts } from "./tx.js";
+import { TxSigningMessages } from "./tx.js";
 import type { Account, Block, BlockHeader, Transaction } from "./types.js";
 
 export enum BlockErrorCode {
@@ -158,11 +158,23 @@ export function checkEncodedBlock(genesis: Genesis, bytes: Buffer): void {
   if (!key) fail(BlockErrorCode.BadProposer, h.height, `proposer index ${h.proposer} is not a validator`);
   if (!verifySync(key, b.signingMessage, h.signature))
     fail(BlockErrorCode.BadSignature, h.height, "proposer signature does not verify");
+  const messages = signingMessagesOf(genesis);
   for (let t = 0; t < b.txs.length; t++) {
-    const tx = encodedTxParts(genesis.hash, b.txs[t]!);
-    if (!verifySync(tx.from, tx.message, tx.signature))
+    const raw = b.txs[t]!;
+    messages.into(raw, message);
+    const from = raw.subarray(1, 1 + PUBKEY_BYTES);
+    if (!verifySync(from, message, raw.subarray(raw.length - SIGNATURE_BYTES)))
       fail(BlockErrorCode.BadTxSignature, h.height, `transaction ${t} signature does not verify`, { tx: t });
   }
+}
+
+// The signing message of the transaction being verified (verification is synchronous).
+const message = Buffer.allocUnsafeSlow(HASH_BYTES);
+let messages: { genesis: Genesis; of: TxSigningMessages } | undefined;
+
+function signingMessagesOf(genesis: Genesis): TxSigningMessages {
+  if (messages?.genesis !== genesis) messages = { genesis, of: new TxSigningMessages(genesis.hash) };
+  return messages.of;
 }
 
 /** Reads accounts of the state a block applies to. */
