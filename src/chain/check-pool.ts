@@ -14,7 +14,7 @@ import { Worker } from "node:worker_threads";
 import { declaredHeaderFields } from "./block.js";
 import type { CheckJob, CheckReply } from "./check-worker.js";
 import type { Genesis } from "./genesis.js";
-import { accountLeaf, LANES, LEAF_BYTES, LtHash } from "./lthash.js";
+import { accountLeaf, LANES, LEAF_BYTES, LtHash, writeAccountLeaf } from "./lthash.js";
 import { BlockError, BlockErrorCode, type Changes } from "./validate.js";
 
 /**
@@ -153,7 +153,7 @@ export class CheckPool {
     counts: { removed: number; added: number }[],
     leaves: number,
   ): Promise<Uint16Array[]> {
-    const buf = new Uint8Array(leaves * LEAF_BYTES);
+    const buf = Buffer.from(new ArrayBuffer(leaves * LEAF_BYTES));
     const cs = new Uint32Array(blocks.length * 2);
     let at = 0;
     blocks.forEach((ch, b) => {
@@ -161,15 +161,19 @@ export class CheckPool {
       cs[2 * b + 1] = counts[b]!.added;
       for (const c of ch.values()) {
         if (!c.before) continue;
-        buf.set(accountLeaf(c.pubkey, c.before), at);
+        writeAccountLeaf(buf, at, c.pubkey, c.before);
         at += LEAF_BYTES;
       }
       for (const c of ch.values()) {
-        buf.set(accountLeaf(c.pubkey, c.after), at);
+        writeAccountLeaf(buf, at, c.pubkey, c.after);
         at += LEAF_BYTES;
       }
     });
-    const r = await this.run({ t: "lt", j: this.nextJob++, leaves: buf, counts: cs }, [buf.buffer], true);
+    const r = await this.run(
+      { t: "lt", j: this.nextJob++, leaves: buf, counts: cs },
+      [buf.buffer as ArrayBuffer],
+      true,
+    );
     if (!("deltas" in r)) throw new Error("A check worker answered a commitment job without deltas");
     return blocks.map((_, b) => r.deltas.subarray(b * LANES, (b + 1) * LANES));
   }

@@ -7,7 +7,6 @@
  */
 import { createHash } from "node:crypto";
 import { sha256 } from "./crypto.js";
-import { Writer } from "./encoding.js";
 import type { Account } from "./types.js";
 
 // 1024 lanes of 16 bits: the LtHash16 parameters, about 200 bits of security.
@@ -16,9 +15,19 @@ export const LANES = 1024;
 export const LEAF_BYTES = 48;
 const ROOT_DOMAIN = Buffer.from("chainvault/state/v1");
 
-/** The bytes that commit to one account. */
+/** The bytes that commit to one account: public key, balance and nonce (u64 big-endian). */
 export function accountLeaf(pubkey: Buffer, acct: Account): Buffer {
-  return new Writer(LEAF_BYTES).fixed(pubkey, 32).u64(acct.balance).u64(acct.nonce).finish();
+  const leaf = Buffer.allocUnsafe(LEAF_BYTES);
+  writeAccountLeaf(leaf, 0, pubkey, acct);
+  return leaf;
+}
+
+/** Writes an account's leaf ({@link accountLeaf}) into `out` at `at`. */
+export function writeAccountLeaf(out: Buffer, at: number, pubkey: Buffer, acct: Account): void {
+  if (pubkey.length !== 32) throw new RangeError(`Expected a 32-byte public key, got ${pubkey.length} bytes`);
+  out.set(pubkey, at);
+  out.writeBigUInt64BE(acct.balance, at + 32);
+  out.writeBigUInt64BE(acct.nonce, at + 40);
 }
 
 // 8192 expansions (16 MiB): a block's new leaf is the next block's old leaf for the same
