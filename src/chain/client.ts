@@ -4,6 +4,7 @@
  */
 import { CodedError } from "../util/errors.js";
 import { decodeBlock } from "./block.js";
+import { BinaryGetError, getBinary } from "./http-get.js";
 import { encodeTx } from "./tx.js";
 import type { Block, Transaction } from "./types.js";
 
@@ -89,24 +90,6 @@ export class NodeClient {
     return res;
   }
 
-  private async bytes(res: Response, path: string): Promise<Buffer> {
-    const len = Number(res.headers.get("content-length") ?? "0");
-    if (len > RESPONSE_BYTES_MAX) {
-      throw new NodeClientError(
-        { code: NodeClientErrorCode.TooLarge, url: this.url, path },
-        `Node ${this.url}${path} sent ${len} bytes, over the limit`,
-      );
-    }
-    const buf = Buffer.from(await res.arrayBuffer());
-    if (buf.length > RESPONSE_BYTES_MAX) {
-      throw new NodeClientError(
-        { code: NodeClientErrorCode.TooLarge, url: this.url, path },
-        `Node ${this.url}${path} sent ${buf.length} bytes, over the limit`,
-      );
-    }
-    return buf;
-  }
-
   private adminHeaders(): Record<string, string> {
     return this.opts.adminToken ? { authorization: `Bearer ${this.opts.adminToken}` } : {};
   }
@@ -140,10 +123,9 @@ export class NodeClient {
    * Blocks from..to as the bytes the peer sent, not yet decoded: a syncing node keeps
    * batches ahead of its import this way, as a few large buffers rather than many objects.
    */
-  async blockBytes(from: number, to: number): Promise<Buffer[]> {
+  async blockBytes(from: number, to: number, timeoutMs = 30_000): Promise<Buffer[]> {
     const path = `/blocks?from=${from}&to=${to}`;
-    const res = await this.request(path, { headers: { accept: "application/octet-stream" } }, 30_000);
-    const buf = await this.bytes(res, path);
+    const buf = await this.binary(path, timeoutMs);
     const out: Buffer[] = [];
     for (let off = 0; off < buf.length; ) {
       if (off + 4 > buf.length)
@@ -162,6 +144,35 @@ export class NodeClient {
       off += 4 + n;
     }
     return out;
+  }
+
+  /** A binary answer in one buffer (node:http, not fetch: see http-get.ts), errors as the other calls give them. */
+  private async binary(path: string, timeoutMs: number): Promise<Buffer> {
+    try {
+      return await getBinary(
+        new URL(`${this.url}${path}`),
+        { accept: "application/octet-stream" },
+        timeoutMs,
+        RESPONSE_BYTES_MAX,
+      );
+    } catch (err) {
+      if (!(err instanceof BinaryGetError)) throw err;
+      const f = err.failure;
+      if (f.kind === "unreachable")
+        throw new NodeClientError(
+          { code: NodeClientErrorCode.Unreachable, url: this.url, path },
+          `Cannot reach node ${this.url}${path}: ${f.cause}; check that the node is running and the address is right`,
+        );
+      if (f.kind === "status")
+        throw new NodeClientError(
+          { code: NodeClientErrorCode.Http, url: this.url, path, status: f.status },
+          `Node ${this.url}${path} answered ${f.status}: ${f.text}`,
+        );
+      throw new NodeClientError(
+        { code: NodeClientErrorCode.TooLarge, url: this.url, path },
+        `Node ${this.url}${path} sent ${f.bytes} bytes, over the limit`,
+      );
+    }
   }
 
   /** One block as JSON, for people and tools. */

@@ -1,0 +1,86 @@
+/**
+ * A GET of a binary body over node:http(s), read into one buffer sized by its
+ * Content-Length, with a deadline for the whole exchange and a bound on the bytes taken.
+ * For the block ranges a syncing node fetches one after another: on a chain's worth of
+ * ranges, fetch's web streams took about three times the CPU (each chunk copied into a
+ * new array, the chunks then joined, a promise per chunk) on the cores verifying it.
+ */
+import { get as httpGet, type IncomingMessage } from "node:http";
+import { get as httpsGet } from "node:https";
+
+/** Why a binary GET failed: no answer, an answer that is not 2xx, or too many bytes. */
+export type BinaryGetFailure =
+  | { kind: "unreachable"; cause: string }
+  | { kind: "status"; status: number; text: string }
+  | { kind: "too-large"; bytes: number };
+
+export class BinaryGetError extends Error {
+  constructor(readonly failure: BinaryGetFailure) {
+    super(`GET failed: ${JSON.stringify(failure)}`);
+  }
+}
+
+// A body without a Content-Length starts this large and doubles up to the bound.
+const UNSIZED_START_BYTES = 64 * 1024;
+// How much of an error answer's text is kept.
+const ERROR_TEXT_MAX = 500;
+
+export function getBinary(
+  url: URL,
+  headers: Record<string, string>,
+  timeoutMs: number,
+  maxBytes: number,
+): Promise<Buffer> {
+  const get = url.protocol === "https:" ? httpsGet : httpGet;
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const finish = (failure: BinaryGetFailure | undefined, body?: Buffer): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (failure) {
+        req.destroy();
+        reject(new BinaryGetError(failure));
+      } else resolve(body!);
+    };
+    const timer = setTimeout(() => finish({ kind: "unreachable", cause: "TimeoutError" }), timeoutMs);
+    const req = get(url, { headers }, (res) => {
+      const status = res.statusCode ?? 0;
+      if (status < 200 || status > 299)
+        return readErrorText(res, (text) => finish({ kind: "status", status, text }));
+      const declared = Number(res.headers["content-length"]);
+      if (declared > maxBytes) return finish({ kind: "too-large", bytes: declared });
+      let body = Buffer.allocUnsafeSlow(Number.isInteger(declared) ? declared : UNSIZED_START_BYTES);
+      let at = 0;
+      res.on("data", (chunk: Buffer) => {
+        const end = at + chunk.length;
+        if (end > maxBytes) return finish({ kind: "too-large", bytes: end });
+        if (end > body.length) {
+          const grown = Buffer.allocUnsafeSlow(Math.min(maxBytes, Math.max(2 * body.length, end)));
+          body.copy(grown, 0, 0, at);
+          body = grown;
+        }
+        chunk.copy(body, at);
+        at = end;
+      });
+      res.on("end", () => finish(undefined, body.subarray(0, at)));
+      // A connection that closes before the whole body came (the peer stopped or died).
+      res.on("close", () => {
+        if (!res.complete) finish({ kind: "unreachable", cause: "the connection closed mid-body" });
+      });
+    });
+    req.on("error", (err: NodeJS.ErrnoException) =>
+      finish({ kind: "unreachable", cause: err.code ?? err.name }),
+    );
+  });
+}
+
+function readErrorText(res: IncomingMessage, done: (text: string) => void): void {
+  let text = "";
+  res.setEncoding("utf8");
+  res.on("data", (s: string) => {
+    if (text.length < ERROR_TEXT_MAX) text += s;
+  });
+  res.on("end", () => done(text.slice(0, ERROR_TEXT_MAX)));
+  res.on("close", () => done(text.slice(0, ERROR_TEXT_MAX)));
+}
