@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { CodedError, errorMessage, isNoSpace } from "../util/errors.js";
 import { createLogger, type Logger } from "../util/logger.js";
 import { isAlive } from "../util/process.js";
+import { CheckPool } from "./check-pool.js";
 import { loadNodeConfig, nodePaths } from "./config.js";
 import { hex, importPrivateKeyPem } from "./crypto.js";
 import { Genesis } from "./genesis.js";
@@ -86,6 +87,7 @@ export async function startNode(dataDir: string, opts: { logToStderr?: boolean }
   // A full disk while opening (the state database, the ledger's repair) is named as such.
   try {
     const genesis = Genesis.load(paths.genesis);
+    CheckPool.for(genesis).warm();
     store = ChainStore.open(
       genesis,
       { dataDir, segmentBytes: cfg.segmentBytes, undoDepth: cfg.undoDepth },
