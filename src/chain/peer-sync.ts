@@ -26,6 +26,9 @@ export interface PeerState {
 }
 // 256 blocks per range request: bounded memory per batch and enough to keep all cores busy verifying.
 const SYNC_BATCH_BLOCKS = 256;
+// 32 blocks in the first range request, doubling up to a full batch: the workers get their
+// first signatures after a small fetch, not after a full one they would sit idle through.
+const SYNC_FIRST_BATCH_BLOCKS = 32;
 // 3 batches ahead: enough queued verification to cover a fetch and an import; bounds memory
 // to a few batches of at most 16 MiB each.
 const SYNC_AHEAD_BATCHES = 3;
@@ -207,9 +210,11 @@ export class PeerSync {
     };
     const queue: Stage[] = [];
     let nextFrom = from;
+    let size = SYNC_FIRST_BATCH_BLOCKS;
     const fill = (): void => {
       while (queue.length < SYNC_AHEAD_BATCHES && nextFrom <= to) {
-        const b = Math.min(to, nextFrom + SYNC_BATCH_BLOCKS - 1);
+        const b = Math.min(to, nextFrom + size - 1);
+        size = Math.min(SYNC_BATCH_BLOCKS, 2 * size);
         queue.push(stage(nextFrom, b));
         nextFrom = b + 1;
       }
