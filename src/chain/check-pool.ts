@@ -85,10 +85,7 @@ export class CheckPool {
    * after a while as usual.
    */
   warm(): void {
-    while (this.slots.length < this.maxWorkers) {
-      const slot = this.start();
-      slot.idle = setTimeout(() => this.stop(slot), IDLE_STOP_MS).unref();
-    }
+    while (this.slots.length < this.maxWorkers) this.idleLater(this.start());
   }
 
   /**
@@ -249,7 +246,7 @@ export class CheckPool {
       if (slot.jobs.size === 0) {
         // Idle: the worker must not keep the process alive, and stops after a while.
         worker.unref();
-        slot.idle = setTimeout(() => this.stop(slot), IDLE_STOP_MS).unref();
+        this.idleLater(slot);
       }
       this.pump();
     });
@@ -266,6 +263,11 @@ export class CheckPool {
     });
     this.slots.push(slot);
     return slot;
+  }
+
+  /** Stops an idle worker after a while unless a job comes first. */
+  private idleLater(slot: Slot): void {
+    slot.idle = setTimeout(() => this.stop(slot), IDLE_STOP_MS).unref();
   }
 
   private stop(slot: Slot): void {

@@ -74,20 +74,24 @@ export class NodeClient {
     try {
       res = await fetch(`${this.url}${path}`, { ...init, signal: AbortSignal.timeout(timeoutMs) });
     } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
-      throw new NodeClientError(
-        { code: NodeClientErrorCode.Unreachable, url: this.url, path },
-        `Cannot reach node ${this.url}${path}: ${cause}; check that the node is running and the address is right`,
-      );
+      throw this.unreachable(path, (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name);
     }
-    if (!res.ok) {
-      const text = (await res.text().catch(() => "")).slice(0, 500);
-      throw new NodeClientError(
-        { code: NodeClientErrorCode.Http, url: this.url, path, status: res.status },
-        `Node ${this.url}${path} answered ${res.status}: ${text}`,
-      );
-    }
+    if (!res.ok) throw this.httpError(path, res.status, (await res.text().catch(() => "")).slice(0, 500));
     return res;
+  }
+
+  private unreachable(path: string, cause: string): NodeClientError {
+    return new NodeClientError(
+      { code: NodeClientErrorCode.Unreachable, url: this.url, path },
+      `Cannot reach node ${this.url}${path}: ${cause}; check that the node is running and the address is right`,
+    );
+  }
+
+  private httpError(path: string, status: number, text: string): NodeClientError {
+    return new NodeClientError(
+      { code: NodeClientErrorCode.Http, url: this.url, path, status },
+      `Node ${this.url}${path} answered ${status}: ${text}`,
+    );
   }
 
   private adminHeaders(): Record<string, string> {
@@ -158,16 +162,8 @@ export class NodeClient {
     } catch (err) {
       if (!(err instanceof BinaryGetError)) throw err;
       const f = err.failure;
-      if (f.kind === "unreachable")
-        throw new NodeClientError(
-          { code: NodeClientErrorCode.Unreachable, url: this.url, path },
-          `Cannot reach node ${this.url}${path}: ${f.cause}; check that the node is running and the address is right`,
-        );
-      if (f.kind === "status")
-        throw new NodeClientError(
-          { code: NodeClientErrorCode.Http, url: this.url, path, status: f.status },
-          `Node ${this.url}${path} answered ${f.status}: ${f.text}`,
-        );
+      if (f.kind === "unreachable") throw this.unreachable(path, f.cause);
+      if (f.kind === "status") throw this.httpError(path, f.status, f.text);
       throw new NodeClientError(
         { code: NodeClientErrorCode.TooLarge, url: this.url, path },
         `Node ${this.url}${path} sent ${f.bytes} bytes, over the limit`,

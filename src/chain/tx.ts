@@ -7,7 +7,7 @@
  * so a transaction is valid on one chain only. The transaction id is sha256 of all its bytes.
  */
 import type { KeyObject } from "node:crypto";
-import { PUBKEY_BYTES, SIGNATURE_BYTES, sha256, sha256Into, signMessage } from "./crypto.js";
+import { HASH_BYTES, PUBKEY_BYTES, SIGNATURE_BYTES, sha256, sha256Into, signMessage } from "./crypto.js";
 import { Reader, Writer } from "./encoding.js";
 import { type Transaction, TX_DATA_BYTES_MAX } from "./types.js";
 
@@ -91,13 +91,14 @@ export function txSigningMessage(genesisHash: Buffer, tx: Omit<Transaction, "sig
 export const TX_BYTES_MIN = 1 + PUBKEY_BYTES + PUBKEY_BYTES + 8 + 8 + 2 + SIGNATURE_BYTES;
 
 /**
- * Computes the signing messages of encoded transactions of one chain into a caller's
- * buffer, as {@link encodedTxParts} does, through a scratch copy of the bytes after the
+ * The signing messages of encoded transactions of one chain, as {@link txSigningMessage}
+ * gives them, computed through a scratch copy of each transaction's bytes after the
  * domain prefix: no Buffer per transaction, for the check workers' loop.
  */
 export class TxSigningMessages {
-  private readonly scratch: Buffer;
+  private scratch: Buffer;
   private readonly prefix: number;
+  private readonly message = Buffer.allocUnsafeSlow(HASH_BYTES);
 
   constructor(genesisHash: Buffer) {
     this.prefix = TX_DOMAIN.length + genesisHash.length;
@@ -106,15 +107,21 @@ export class TxSigningMessages {
     genesisHash.copy(this.scratch, TX_DOMAIN.length);
   }
 
-  /** Writes the signing message of `raw` (at least {@link TX_BYTES_MIN} bytes) into `out`. */
-  into(raw: Buffer, out: Buffer): void {
-    const unsigned = raw.length - SIGNATURE_BYTES;
-    if (unsigned > TX_BYTES_MAX) {
-      out.set(encodedTxSigningMessage(this.scratch.subarray(TX_DOMAIN.length, this.prefix), raw));
-      return;
+  /**
+   * The signing message of `raw` (at least {@link TX_BYTES_MIN} bytes), in a buffer this
+   * object reuses: valid until the next call.
+   */
+  of(raw: Buffer): Buffer {
+    const end = this.prefix + raw.length - SIGNATURE_BYTES;
+    // Only bytes that are no valid transaction are longer; they still get their message.
+    if (end > this.scratch.length) {
+      const grown = Buffer.allocUnsafeSlow(end);
+      this.scratch.copy(grown, 0, 0, this.prefix);
+      this.scratch = grown;
     }
-    raw.copy(this.scratch, this.prefix, 0, unsigned);
-    sha256Into(this.scratch.subarray(0, this.prefix + unsigned), out);
+    raw.copy(this.scratch, this.prefix, 0, raw.length - SIGNATURE_BYTES);
+    sha256Into(this.scratch.subarray(0, end), this.message);
+    return this.message;
   }
 }
 

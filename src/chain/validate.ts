@@ -6,7 +6,7 @@
 import { CodedError } from "../util/errors.js";
 import { scanBlock, txRootOf, txRootOfEncoded } from "./block.js";
 import { earliestTimestamp, proposerRank } from "./consensus.js";
-import { HASH_BYTES, hex, PUBKEY_BYTES, SIGNATURE_BYTES, verifySync } from "./crypto.js";
+import { hex, PUBKEY_BYTES, SIGNATURE_BYTES, verifySync } from "./crypto.js";
 import type { Genesis } from "./genesis.js";
 import { accountLeaf, type LtHash } from "./lthash.js";
 import { TxSigningMessages } from "./tx.js";
@@ -161,15 +161,13 @@ export function checkEncodedBlock(genesis: Genesis, bytes: Buffer): void {
   const messages = signingMessagesOf(genesis);
   for (let t = 0; t < b.txs.length; t++) {
     const raw = b.txs[t]!;
-    messages.into(raw, message);
     const from = raw.subarray(1, 1 + PUBKEY_BYTES);
-    if (!verifySync(from, message, raw.subarray(raw.length - SIGNATURE_BYTES)))
+    if (!verifySync(from, messages.of(raw), raw.subarray(raw.length - SIGNATURE_BYTES)))
       fail(BlockErrorCode.BadTxSignature, h.height, `transaction ${t} signature does not verify`, { tx: t });
   }
 }
 
-// The signing message of the transaction being verified (verification is synchronous).
-const message = Buffer.allocUnsafeSlow(HASH_BYTES);
+// The last chain's signing-message scratch: a process checks one chain's blocks.
 let messages: { genesis: Genesis; of: TxSigningMessages } | undefined;
 
 function signingMessagesOf(genesis: Genesis): TxSigningMessages {

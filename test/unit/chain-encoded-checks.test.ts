@@ -2,10 +2,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { encodeBlock, sealBlock, txRootOf, txRootOfEncoded } from "../../src/chain/block.js";
-import { generateKeyPair, hex } from "../../src/chain/crypto.js";
+import { generateKeyPair, hex, sha256 } from "../../src/chain/crypto.js";
 import { DecodeError } from "../../src/chain/encoding.js";
 import { Genesis } from "../../src/chain/genesis.js";
-import { encodeTx, signTransfer } from "../../src/chain/tx.js";
+import { decodeTx, encodeTx, signTransfer, TxSigningMessages, txSigningMessage } from "../../src/chain/tx.js";
 import type { Transaction } from "../../src/chain/types.js";
 import { BlockError, BlockErrorCode, checkEncodedBlock } from "../../src/chain/validate.js";
 
@@ -88,4 +88,17 @@ test("bytes without the block layout are a decode error: truncated, trailing, a 
   short.writeUInt16BE(10, 1 + 8 + 32 + 8 + 2 + 32 + 32 + 4 + 64);
   for (const bytes of [valid.subarray(0, valid.length - 1), Buffer.concat([valid, Buffer.from([0])]), short])
     assert.throws(() => checkEncodedBlock(genesis, bytes), DecodeError);
+});
+
+test("the workers' signing messages equal the decoded transactions' ones, and bytes longer than any transaction still get theirs", () => {
+  const messages = new TxSigningMessages(genesis.hash);
+  for (const tx of transfers(3))
+    assert.deepEqual(messages.of(encodeTx(tx)), txSigningMessage(genesis.hash, tx));
+  // 5 KiB: past the scratch sized for the largest valid transaction, which must grow
+  // and keep its domain prefix.
+  const long = Buffer.alloc(5000, 9);
+  const expected = sha256(Buffer.from("chainvault/tx/v1"), genesis.hash, long.subarray(0, long.length - 64));
+  assert.deepEqual(messages.of(long), expected);
+  const again = encodeTx(transfers(1)[0]!);
+  assert.deepEqual(messages.of(again), txSigningMessage(genesis.hash, decodeTx(again)));
 });

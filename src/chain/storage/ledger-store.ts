@@ -33,14 +33,7 @@ import {
 import { encodeRecord, type IndexEntry, RECORD_BLOCK } from "./segment-format.js";
 import { SegmentSet } from "./segment-set.js";
 
-export {
-  LedgerError,
-  LedgerErrorCode,
-  type LedgerItem,
-  type LedgerMark,
-  type LedgerOptions,
-  type SegmentInfo,
-} from "./ledger-types.js";
+export * from "./ledger-types.js";
 
 export class LedgerStore {
   private readonly dir: string;
