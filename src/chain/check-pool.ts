@@ -8,6 +8,8 @@
  * Workers start on demand and stop after a while idle; an idle worker never keeps the
  * process alive. Each worker holds at most two jobs, so a commitment job, which the main
  * thread is waiting on, never queues behind a long line of signature jobs: it goes first.
+ * Signature jobs wait in order of height, not of arrival: a sync's range requests overlap
+ * and may answer out of order, and the lower range is the one the import needs next.
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
@@ -45,6 +47,8 @@ const IDLE_STOP_MS = 10_000;
 
 interface Pending {
   job: CheckJob;
+  /** The height of the job's first block: the queue of checks is kept in this order. */
+  height: number;
   transfer: ArrayBuffer[];
   resolve: (r: CheckReply) => void;
   reject: (e: Error) => void;
@@ -122,7 +126,8 @@ export class CheckPool {
       at += b.length;
       ends[i] = at;
     });
-    const r = await this.run({ t: "check", j: this.nextJob++, bytes, ends }, [bytes.buffer], false);
+    const height = declaredHeaderFields(blocks[0]!).height;
+    const r = await this.run({ t: "check", j: this.nextJob++, bytes, ends }, [bytes.buffer], false, height);
     if (!("fail" in r) || !r.fail) return undefined;
     const { index, detail, message } = r.fail;
     return new BlockError(
@@ -183,14 +188,23 @@ export class CheckPool {
       { t: "lt", j: this.nextJob++, leaves: buf, counts: cs },
       [buf.buffer as ArrayBuffer],
       true,
+      0,
     );
     if (!("deltas" in r)) throw new Error("A check worker answered a commitment job without deltas");
     return blocks.map((_, b) => r.deltas.subarray(b * LANES, (b + 1) * LANES));
   }
 
-  private run(job: CheckJob, transfer: ArrayBuffer[], urgent: boolean): Promise<CheckReply> {
+  private run(job: CheckJob, transfer: ArrayBuffer[], urgent: boolean, height: number): Promise<CheckReply> {
     return new Promise((resolve, reject) => {
-      (urgent ? this.urgent : this.queued).push({ job, transfer, resolve, reject });
+      const p = { job, transfer, height, resolve, reject };
+      if (urgent) this.urgent.push(p);
+      else {
+        // After every job of a lower or equal height: a range that arrived early waits
+        // for the lower one that arrived late, and equal heights keep their arrival order.
+        let at = this.queued.length;
+        while (at > 0 && this.queued[at - 1]!.height > height) at--;
+        this.queued.splice(at, 0, p);
+      }
       this.pump();
     });
   }

@@ -16,8 +16,13 @@ import { DevnetError, DevnetErrorCode, type DevnetNode, readDevnet } from "./dev
 export function cliCommand(): string[] {
   // CHAINVAULT_NODE_FLAGS passes flags to child Node processes, e.g. "--cpu-prof" for profiling.
   const flags = (process.env.CHAINVAULT_NODE_FLAGS ?? "").split(" ").filter(Boolean);
-  const built = fileURLToPath(new URL("../cli/main.js", import.meta.url));
-  if (existsSync(built)) return [process.execPath, ...flags, built];
+  // The bundle (what bin/chainvault runs) when it is built: a node process and each of its
+  // check workers then load one file instead of ~100 modules (~0.2 s sooner, and ~0.1 s
+  // per worker, which otherwise start while the node's first sync is verifying).
+  for (const rel of ["../cli-bundle/main.js", "../cli/main.js"]) {
+    const built = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(built)) return [process.execPath, ...flags, built];
+  }
   return [
     process.execPath,
     ...flags,
