@@ -57,12 +57,12 @@ function deltas(job: Extract<CheckJob, { t: "lt" }>): CheckReply {
   const leaves = Buffer.from(job.leaves.buffer, job.leaves.byteOffset, job.leaves.byteLength);
   let at = 0;
   for (let b = 0; b < blocks; b++) {
-    const d = new LtHash();
-    for (let i = job.counts[2 * b]!; i > 0; i--, at += LEAF_BYTES)
-      d.remove(leaves.subarray(at, at + LEAF_BYTES));
-    for (let i = job.counts[2 * b + 1]!; i > 0; i--, at += LEAF_BYTES)
-      d.add(leaves.subarray(at, at + LEAF_BYTES));
+    const removed = job.counts[2 * b]!;
+    const added = job.counts[2 * b + 1]!;
+    const d = new LtHash(out.subarray(b * LANES, (b + 1) * LANES));
+    d.applyLeaves(leaves, at, removed, added);
     out.set(d.lanes, b * LANES);
+    at += (removed + added) * LEAF_BYTES;
   }
   return { j: job.j, deltas: out };
 }

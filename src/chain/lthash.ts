@@ -32,19 +32,98 @@ export function writeAccountLeaf(out: Buffer, at: number, pubkey: Buffer, acct: 
 
 // 8192 expansions (16 MiB): a block's new leaf is the next block's old leaf for the same
 // account, so remembering recent expansions halves the hashing for busy accounts. They
-// live in one ring buffer allocated on first use, with the leaves they expand, so a thread
-// hashing millions of leaves leaves no buffers or strings for the garbage collector. The
-// index is keyed by a 32-bit hash of the leaf; a hit is confirmed against the leaf's bytes.
+// live in one ring in WebAssembly memory (created on first use), with the leaves they
+// expand, so a thread hashing millions of leaves leaves no buffers or strings for the
+// garbage collector, and the lanes are added there with SIMD. The index is keyed by a
+// 32-bit hash of the leaf; a hit is confirmed against the leaf's bytes.
 const EXPAND_CACHE_MAX = 8192;
-const WORDS = LANES / 2;
-let ring: Uint32Array | undefined;
-let ringBytes: Buffer | undefined;
+const STATE_BYTES = LANES * 2;
+// The accumulator the lane arithmetic works in, after the ring.
+const ACC = EXPAND_CACHE_MAX * STATE_BYTES;
 const ringLeaves = new Uint8Array(EXPAND_CACHE_MAX * LEAF_BYTES);
 const ringLengths = new Uint8Array(EXPAND_CACHE_MAX);
 const ringKeys = new Int32Array(EXPAND_CACHE_MAX);
 const ringIndex = new Map<number, number>();
 let ringNext = 0;
 let ringFilled = 0;
+
+/**
+ * Lane arithmetic in WebAssembly SIMD, eight 16-bit lanes per instruction (i16x8.add and
+ * i16x8.sub wrap modulo 2^16, as LtHash16 wants): `add(dst, src)` and `sub(dst, src)` take
+ * byte offsets of two 2 KiB states in `mem`. About five times faster than the same sums in
+ * 32-bit words in JavaScript (~0.15 against ~0.7 us a leaf), which were a third of a check
+ * worker's commitment time. The module, assembled by hand (WebAssembly binary format 1.0
+ * with the SIMD proposal, which Node has shipped since 16.4):
+ *
+ *   (module
+ *     (import "env" "mem" (memory 257))             ;; the ring (256 pages) + the accumulator
+ *     (func (export "add") (param $dst i32) (param $src i32) (local $i i32)
+ *       (loop $next
+ *         (v128.store (i32.add (local.get $dst) (local.get $i))
+ *           (i16x8.add (v128.load (i32.add (local.get $dst) (local.get $i)))
+ *                      (v128.load (i32.add (local.get $src) (local.get $i)))))
+ *         (br_if $next (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 16)))
+ *                                (i32.const 2048)))))
+ *     (func (export "sub") ...the same with i16x8.sub...))
+ */
+function laneModule(): Uint8Array {
+  // biome-ignore format: one instruction per line
+  const body = (op: number): number[] => [
+    0x01, 0x01, 0x7f, // one local: i32 $i
+    0x03, 0x40, // loop $next
+    0x20, 0x00, 0x20, 0x02, 0x6a, // dst + i: the store's address
+    0x20, 0x00, 0x20, 0x02, 0x6a, 0xfd, 0x00, 0x04, 0x00, // v128.load (dst + i)
+    0x20, 0x01, 0x20, 0x02, 0x6a, 0xfd, 0x00, 0x04, 0x00, // v128.load (src + i)
+    0xfd, op, 0x01, // i16x8.add (0x8e) or i16x8.sub (0x91)
+    0xfd, 0x0b, 0x04, 0x00, // v128.store
+    0x20, 0x02, 0x41, 0x10, 0x6a, 0x22, 0x02, // i = i + 16
+    0x41, 0x80, 0x10, 0x49, 0x0d, 0x00, // br_if $next (i < 2048)
+    0x0b, 0x0b, // end loop, end function
+  ];
+  const add = body(0x8e);
+  const sub = body(0x91);
+  const code = [0x02, add.length, ...add, sub.length, ...sub];
+  // biome-ignore format: one section per line
+  return new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // "\0asm", version 1
+    0x01, 0x06, 0x01, 0x60, 0x02, 0x7f, 0x7f, 0x00, // types: (i32, i32) -> ()
+    0x02, 0x0d, 0x01, 0x03, 0x65, 0x6e, 0x76, 0x03, 0x6d, 0x65, 0x6d, 0x02, 0x00, 0x81, 0x02, // import env.mem, 257 pages
+    0x03, 0x03, 0x02, 0x00, 0x00, // two functions of type 0
+    0x07, 0x0d, 0x02, 0x03, 0x61, 0x64, 0x64, 0x00, 0x00, 0x03, 0x73, 0x75, 0x62, 0x00, 0x01, // export add, sub
+    0x0a, code.length, ...code,
+  ]);
+}
+
+// Node has WebAssembly; the type libraries this project builds with (ES2022, no DOM) do not declare it.
+declare const WebAssembly: {
+  Memory: new (d: { initial: number }) => { buffer: ArrayBuffer };
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (m: object, imports: object) => { exports: object };
+};
+
+interface Lanes {
+  add(dst: number, src: number): void;
+  sub(dst: number, src: number): void;
+  /** The WebAssembly memory: the ring of expansions, then the accumulator. */
+  mem: Buffer;
+  /** The accumulator's lanes, as this host reads them. */
+  acc: Uint16Array;
+}
+let lanes: Lanes | undefined;
+
+function simd(): Lanes {
+  if (lanes) return lanes;
+  const memory = new WebAssembly.Memory({ initial: (ACC + STATE_BYTES + 0xffff) >>> 16 });
+  const inst = new WebAssembly.Instance(new WebAssembly.Module(laneModule()), { env: { mem: memory } });
+  const ops = inst.exports as { add(d: number, s: number): void; sub(d: number, s: number): void };
+  lanes = {
+    add: ops.add,
+    sub: ops.sub,
+    mem: Buffer.from(memory.buffer),
+    acc: new Uint16Array(memory.buffer, ACC, LANES),
+  };
+  return lanes;
+}
 
 /** FNV-1a over the leaf's bytes: the expansion cache's key (exported for its test). */
 export function leafKey(leaf: Uint8Array): number {
@@ -60,9 +139,9 @@ function sameLeaf(leaf: Uint8Array, slot: number): boolean {
   return true;
 }
 
-/** The leaf's expansion as 512 words of two lanes each; valid until the next expansion. */
-function expand(leaf: Buffer): Uint32Array {
-  ring ??= new Uint32Array(EXPAND_CACHE_MAX * WORDS);
+/** The byte offset in WebAssembly memory of the leaf's expansion (little-endian lanes); valid until the next expansion. */
+function expand(leaf: Buffer): number {
+  const { mem } = simd();
   const key = leafKey(leaf);
   let slot = ringIndex.get(key);
   if (slot === undefined || !sameLeaf(leaf, slot)) {
@@ -80,32 +159,36 @@ function expand(leaf: Buffer): Uint32Array {
     }
     // The digest comes as a latin1 string written straight into the ring: a Buffer digest
     // would allocate (and later free) a 2 KiB backing store per leaf, a third of the cost.
-    ringBytes ??= Buffer.from(ring.buffer);
-    const at = slot * WORDS * 4;
-    const digest = createHash("shake256", { outputLength: LANES * 2 })
-      .update(leaf)
-      .digest("binary");
-    ringBytes.write(digest, at, WORDS * 4, "latin1");
-    if (BIG_ENDIAN_HOST) ringBytes.subarray(at, at + WORDS * 4).swap16();
+    // Its bytes are the lanes little-endian, as WebAssembly reads them on any host.
+    const digest = createHash("shake256", { outputLength: STATE_BYTES }).update(leaf).digest("binary");
+    mem.write(digest, slot * STATE_BYTES, STATE_BYTES, "latin1");
   }
-  return ring.subarray(slot * WORDS, (slot + 1) * WORDS);
+  return slot * STATE_BYTES;
 }
 
-// Two 16-bit lanes are added or subtracted per 32-bit word, the carry or borrow kept from
-// crossing into the upper lane: HI holds each lane's top bit, LO the other fifteen.
-const HI = 0x80008000 | 0;
-const LO = 0x7fff7fff;
-
-// Lanes are little-endian on disk and in the root; a big-endian host swaps bytes at the edges.
+// Lanes are little-endian on disk, in the root and in WebAssembly memory; a big-endian
+// host swaps bytes where its own Uint16Arrays meet them.
 const BIG_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 0;
+
+/** Loads host-order lanes into the accumulator. */
+function accLoad(l: Uint16Array): Lanes {
+  const s = simd();
+  s.acc.set(l);
+  if (BIG_ENDIAN_HOST) s.mem.subarray(ACC, ACC + STATE_BYTES).swap16();
+  return s;
+}
+
+/** Stores the accumulator into host-order lanes. */
+function accStore(s: Lanes, l: Uint16Array): void {
+  if (BIG_ENDIAN_HOST) s.mem.subarray(ACC, ACC + STATE_BYTES).swap16();
+  l.set(s.acc);
+}
 
 export class LtHash {
   readonly lanes: Uint16Array;
-  private readonly words: Uint32Array;
 
   constructor(lanes?: Uint16Array) {
     this.lanes = lanes ? new Uint16Array(lanes) : new Uint16Array(LANES);
-    this.words = new Uint32Array(this.lanes.buffer, this.lanes.byteOffset, WORDS);
   }
 
   static fromBytes(b: Buffer): LtHash {
@@ -121,23 +204,28 @@ export class LtHash {
   }
 
   add(leaf: Buffer): void {
-    const x = expand(leaf);
-    const w = this.words;
-    for (let i = 0; i < WORDS; i++) {
-      const a = w[i]!;
-      const b = x[i]!;
-      w[i] = ((a & LO) + (b & LO)) ^ ((a ^ b) & HI);
-    }
+    const s = accLoad(this.lanes);
+    s.add(ACC, expand(leaf));
+    accStore(s, this.lanes);
   }
 
   remove(leaf: Buffer): void {
-    const x = expand(leaf);
-    const w = this.words;
-    for (let i = 0; i < WORDS; i++) {
-      const a = w[i]!;
-      const b = x[i]!;
-      w[i] = ((a | HI) - (b & LO)) ^ (~(a ^ b) & HI);
-    }
+    const s = accLoad(this.lanes);
+    s.sub(ACC, expand(leaf));
+    accStore(s, this.lanes);
+  }
+
+  /**
+   * Removes `removed` leaves of `LEAF_BYTES` each from `leaves` at byte `at`, then adds
+   * the `added` that follow them: a block's changes, with the lanes loaded and stored once.
+   */
+  applyLeaves(leaves: Buffer, at: number, removed: number, added: number): void {
+    const s = accLoad(this.lanes);
+    for (let i = 0; i < removed; i++, at += LEAF_BYTES)
+      s.sub(ACC, expand(leaves.subarray(at, at + LEAF_BYTES)));
+    for (let i = 0; i < added; i++, at += LEAF_BYTES)
+      s.add(ACC, expand(leaves.subarray(at, at + LEAF_BYTES)));
+    accStore(s, this.lanes);
   }
 
   /** Adds another LtHash's lanes (a delta: the leaves one block added minus those it removed). */

@@ -128,6 +128,21 @@ test("every LtHash lane is the sum modulo 2^16 of the leaves' SHAKE256 lanes, ca
   assert.deepEqual([...lt.lanes], referenceLanes([...leaves, leaves[0]!], [...removed, ...strangers]));
 });
 
+test("applyLeaves, a block's removals then additions from one buffer, equals the sums leaf by leaf", () => {
+  const leaves = Array.from({ length: 300 }, (_, i) =>
+    accountLeaf(h(Buffer.from(`block ${i}`)), { balance: BigInt(i), nonce: 1n }),
+  );
+  const removed = leaves.slice(0, 120);
+  const added = leaves.slice(100);
+  // A starting state that is not zero, so the lanes loaded into the accumulator matter.
+  const start = ltOf([x, y]);
+  const lt = start.clone();
+  lt.applyLeaves(Buffer.concat([Buffer.alloc(48, 9), ...removed, ...added]), 48, removed.length, added.length);
+  assert.deepEqual([...lt.lanes], referenceLanes([x, y, ...added], removed));
+  // The state it started from is untouched.
+  assert.deepEqual([...start.lanes], referenceLanes([x, y], []));
+});
+
 test("two leaves whose cache keys collide still get their own expansions", () => {
   // A birthday search for two account leaves with the same 32-bit cache key.
   const seen = new Map<number, Buffer>();
