@@ -101,28 +101,82 @@ declare const WebAssembly: {
   Instance: new (m: object, imports: object) => { exports: object };
 };
 
-interface Lanes {
+export interface Lanes {
   add(dst: number, src: number): void;
   sub(dst: number, src: number): void;
-  /** The WebAssembly memory: the ring of expansions, then the accumulator. */
+  /** The lanes' memory: the ring of expansions, then the accumulator. */
   mem: Buffer;
   /** The accumulator's lanes, as this host reads them. */
   acc: Uint16Array;
+  /**
+   * Whether `mem` holds the lanes in the host's byte order (the JavaScript fallback) rather
+   * than little-endian (WebAssembly's): it decides where a big-endian host swaps bytes.
+   */
+  hostOrder: boolean;
 }
 let lanes: Lanes | undefined;
 
 function simd(): Lanes {
-  if (lanes) return lanes;
-  const memory = new WebAssembly.Memory({ initial: (ACC + STATE_BYTES + 0xffff) >>> 16 });
+  lanes ??= createLanes();
+  return lanes;
+}
+
+/**
+ * The lane arithmetic over a new memory for the ring and the accumulator: WebAssembly
+ * SIMD, or, when no WebAssembly memory can be had (V8 reserves ~10 GiB of address space
+ * for one, more than a process under a smaller `ulimit -v` may map), the same sums in
+ * JavaScript. `wasmMemory` makes that memory (exported for the fallback's test).
+ */
+export function createLanes(
+  wasmMemory: (pages: number) => { buffer: ArrayBuffer } = (pages) =>
+    new WebAssembly.Memory({ initial: pages }),
+): Lanes {
+  const bytes = ACC + STATE_BYTES;
+  let memory: { buffer: ArrayBuffer };
+  try {
+    memory = wasmMemory((bytes + 0xffff) >>> 16);
+  } catch {
+    return swarLanes(new ArrayBuffer(bytes));
+  }
   const inst = new WebAssembly.Instance(new WebAssembly.Module(laneModule()), { env: { mem: memory } });
   const ops = inst.exports as { add(d: number, s: number): void; sub(d: number, s: number): void };
-  lanes = {
+  return {
     add: ops.add,
     sub: ops.sub,
     mem: Buffer.from(memory.buffer),
     acc: new Uint16Array(memory.buffer, ACC, LANES),
+    hostOrder: false,
   };
-  return lanes;
+}
+
+// Two 16-bit lanes are added or subtracted per 32-bit word, the carry or borrow kept from
+// crossing into the upper lane: HI holds each lane's top bit, LO the other fifteen.
+const HI = 0x80008000 | 0;
+const LO = 0x7fff7fff;
+
+/** The same sums in 32-bit words in JavaScript (~0.7 us a leaf), over host-order lanes. */
+function swarLanes(buffer: ArrayBuffer): Lanes {
+  const w = new Uint32Array(buffer);
+  const words = STATE_BYTES / 4;
+  return {
+    add(dst: number, src: number): void {
+      for (let i = dst >>> 2, j = src >>> 2, end = i + words; i < end; i++, j++) {
+        const a = w[i]!;
+        const b = w[j]!;
+        w[i] = ((a & LO) + (b & LO)) ^ ((a ^ b) & HI);
+      }
+    },
+    sub(dst: number, src: number): void {
+      for (let i = dst >>> 2, j = src >>> 2, end = i + words; i < end; i++, j++) {
+        const a = w[i]!;
+        const b = w[j]!;
+        w[i] = ((a | HI) - (b & LO)) ^ (~(a ^ b) & HI);
+      }
+    },
+    mem: Buffer.from(buffer),
+    acc: new Uint16Array(buffer, ACC, LANES),
+    hostOrder: true,
+  };
 }
 
 /** FNV-1a over the leaf's bytes: the expansion cache's key (exported for its test). */
@@ -141,7 +195,7 @@ function sameLeaf(leaf: Uint8Array, slot: number): boolean {
 
 /** The byte offset in WebAssembly memory of the leaf's expansion (little-endian lanes); valid until the next expansion. */
 function expand(leaf: Buffer): number {
-  const { mem } = simd();
+  const { mem, hostOrder } = simd();
   const key = leafKey(leaf);
   let slot = ringIndex.get(key);
   if (slot === undefined || !sameLeaf(leaf, slot)) {
@@ -162,25 +216,27 @@ function expand(leaf: Buffer): number {
     // Its bytes are the lanes little-endian, as WebAssembly reads them on any host.
     const digest = createHash("shake256", { outputLength: STATE_BYTES }).update(leaf).digest("binary");
     mem.write(digest, slot * STATE_BYTES, STATE_BYTES, "latin1");
+    if (BIG_ENDIAN_HOST && hostOrder) mem.subarray(slot * STATE_BYTES, (slot + 1) * STATE_BYTES).swap16();
   }
   return slot * STATE_BYTES;
 }
 
 // Lanes are little-endian on disk, in the root and in WebAssembly memory; a big-endian
-// host swaps bytes where its own Uint16Arrays meet them.
+// host swaps bytes where its own Uint16Arrays meet them (or, in the JavaScript fallback,
+// as each expansion is written).
 const BIG_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 0;
 
 /** Loads host-order lanes into the accumulator. */
 function accLoad(l: Uint16Array): Lanes {
   const s = simd();
   s.acc.set(l);
-  if (BIG_ENDIAN_HOST) s.mem.subarray(ACC, ACC + STATE_BYTES).swap16();
+  if (BIG_ENDIAN_HOST && !s.hostOrder) s.mem.subarray(ACC, ACC + STATE_BYTES).swap16();
   return s;
 }
 
 /** Stores the accumulator into host-order lanes. */
 function accStore(s: Lanes, l: Uint16Array): void {
-  if (BIG_ENDIAN_HOST) s.mem.subarray(ACC, ACC + STATE_BYTES).swap16();
+  if (BIG_ENDIAN_HOST && !s.hostOrder) s.mem.subarray(ACC, ACC + STATE_BYTES).swap16();
   l.set(s.acc);
 }
 

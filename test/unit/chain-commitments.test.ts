@@ -1,8 +1,9 @@
 // Goal: prove the transaction Merkle root and the LtHash state commitment bind exactly their contents; method: compare merkleRoot with an independent RFC 6962 reference and known collision shapes, and drive LtHash through reorderings, removals and serialisation.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import os from "node:os";
 import { test } from "node:test";
-import { accountLeaf, LtHash, leafKey } from "../../src/chain/lthash.js";
+import { accountLeaf, createLanes, LtHash, leafKey } from "../../src/chain/lthash.js";
 import { EMPTY_ROOT, merkleRoot } from "../../src/chain/merkle.js";
 
 // An independent hash so the expectations below do not reuse the code under test.
@@ -137,10 +138,49 @@ test("applyLeaves, a block's removals then additions from one buffer, equals the
   // A starting state that is not zero, so the lanes loaded into the accumulator matter.
   const start = ltOf([x, y]);
   const lt = start.clone();
-  lt.applyLeaves(Buffer.concat([Buffer.alloc(48, 9), ...removed, ...added]), 48, removed.length, added.length);
+  lt.applyLeaves(
+    Buffer.concat([Buffer.alloc(48, 9), ...removed, ...added]),
+    48,
+    removed.length,
+    added.length,
+  );
   assert.deepEqual([...lt.lanes], referenceLanes([x, y, ...added], removed));
   // The state it started from is untouched.
   assert.deepEqual([...start.lanes], referenceLanes([x, y], []));
+});
+
+test("without a WebAssembly memory the lanes are summed in JavaScript, with the same results", () => {
+  const simd = createLanes();
+  const js = createLanes(() => {
+    throw new RangeError("WebAssembly.Memory(): could not allocate memory");
+  });
+  assert.equal(simd.hostOrder, false);
+  assert.equal(js.hostOrder, true);
+  // Two states at the ring's first slots; lanes near 0 and 0xffff make carries and borrows.
+  const a = createHash("shake256", { outputLength: 2048 }).update("a").digest();
+  const b = createHash("shake256", { outputLength: 2048 }).update("b").digest();
+  a.writeUInt16LE(0xffff, 0);
+  b.writeUInt16LE(0x0001, 0);
+  a.writeUInt16LE(0x0000, 2);
+  b.writeUInt16LE(0x0001, 2);
+  const expect = (op: (x: number, y: number) => number): number[] =>
+    Array.from({ length: 1024 }, (_, i) => op(a.readUInt16LE(2 * i), b.readUInt16LE(2 * i)) & 0xffff);
+  for (const [name, op, f] of [
+    ["add", (x: number, y: number) => x + y, "add"],
+    ["sub", (x: number, y: number) => x - y + 0x10000, "sub"],
+  ] as const) {
+    for (const lanes of [simd, js]) {
+      // WebAssembly memory holds little-endian lanes; the JavaScript fallback the host's.
+      const swap = lanes.hostOrder && os.endianness() === "BE";
+      const put = (x: Buffer): Buffer => (swap ? Buffer.from(x).swap16() : x);
+      lanes.mem.set(put(a), 0);
+      lanes.mem.set(put(b), 2048);
+      lanes[f](0, 2048);
+      const out = put(lanes.mem.subarray(0, 2048));
+      const got = Array.from({ length: 1024 }, (_, i) => out.readUInt16LE(2 * i));
+      assert.deepEqual(got, expect(op), `${name}, ${lanes.hostOrder ? "JavaScript" : "WebAssembly"}`);
+    }
+  }
 });
 
 test("two leaves whose cache keys collide still get their own expansions", () => {
