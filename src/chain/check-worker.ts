@@ -59,7 +59,7 @@ function deltas(job: Extract<CheckJob, { t: "lt" }>): CheckReply {
   for (let b = 0; b < blocks; b++) {
     const removed = job.counts[2 * b]!;
     const added = job.counts[2 * b + 1]!;
-    const d = new LtHash(out.subarray(b * LANES, (b + 1) * LANES));
+    const d = new LtHash();
     d.applyLeaves(leaves, at, removed, added);
     out.set(d.lanes, b * LANES);
     at += (removed + added) * LEAF_BYTES;

@@ -4,8 +4,9 @@
  * For the block ranges a syncing node fetches one after another: on a chain's worth of
  * ranges, fetch's web streams took about three times the CPU (each chunk copied into a
  * new array, the chunks then joined, a promise per chunk) on the cores verifying it.
+ * Redirects are not followed (a node's API never answers one): a 3xx is a status failure.
  */
-import { get as httpGet, type IncomingMessage } from "node:http";
+import { type ClientRequest, get as httpGet, type IncomingMessage } from "node:http";
 import { get as httpsGet } from "node:https";
 
 /** Why a binary GET failed: no answer, an answer that is not 2xx, or too many bytes. */
@@ -39,36 +40,43 @@ export function getBinary(
       settled = true;
       clearTimeout(timer);
       if (failure) {
-        req.destroy();
+        req?.destroy();
         reject(new BinaryGetError(failure));
       } else resolve(body!);
     };
+    let req: ClientRequest | undefined;
     const timer = setTimeout(() => finish({ kind: "unreachable", cause: "TimeoutError" }), timeoutMs);
-    const req = get(url, { headers }, (res) => {
-      const status = res.statusCode ?? 0;
-      if (status < 200 || status > 299)
-        return readErrorText(res, (text) => finish({ kind: "status", status, text }));
-      const declared = Number(res.headers["content-length"]);
-      if (declared > maxBytes) return finish({ kind: "too-large", bytes: declared });
-      let body = Buffer.allocUnsafeSlow(Number.isInteger(declared) ? declared : UNSIZED_START_BYTES);
-      let at = 0;
-      res.on("data", (chunk: Buffer) => {
-        const end = at + chunk.length;
-        if (end > maxBytes) return finish({ kind: "too-large", bytes: end });
-        if (end > body.length) {
-          const grown = Buffer.allocUnsafeSlow(Math.min(maxBytes, Math.max(2 * body.length, end)));
-          body.copy(grown, 0, 0, at);
-          body = grown;
-        }
-        chunk.copy(body, at);
-        at = end;
+    try {
+      req = get(url, { headers }, (res) => {
+        const status = res.statusCode ?? 0;
+        if (status < 200 || status > 299)
+          return readErrorText(res, (text) => finish({ kind: "status", status, text }));
+        const declared = Number(res.headers["content-length"]);
+        if (declared > maxBytes) return finish({ kind: "too-large", bytes: declared });
+        let body = Buffer.allocUnsafeSlow(Number.isInteger(declared) ? declared : UNSIZED_START_BYTES);
+        let at = 0;
+        res.on("data", (chunk: Buffer) => {
+          const end = at + chunk.length;
+          if (end > maxBytes) return finish({ kind: "too-large", bytes: end });
+          if (end > body.length) {
+            const grown = Buffer.allocUnsafeSlow(Math.min(maxBytes, Math.max(2 * body.length, end)));
+            body.copy(grown, 0, 0, at);
+            body = grown;
+          }
+          chunk.copy(body, at);
+          at = end;
+        });
+        res.on("end", () => finish(undefined, body.subarray(0, at)));
+        // A connection that closes before the whole body came (the peer stopped or died).
+        res.on("close", () => {
+          if (!res.complete) finish({ kind: "unreachable", cause: "the connection closed mid-body" });
+        });
       });
-      res.on("end", () => finish(undefined, body.subarray(0, at)));
-      // A connection that closes before the whole body came (the peer stopped or died).
-      res.on("close", () => {
-        if (!res.complete) finish({ kind: "unreachable", cause: "the connection closed mid-body" });
-      });
-    });
+    } catch (err) {
+      // An address node:http cannot use (a scheme other than http or https) throws at once.
+      finish({ kind: "unreachable", cause: (err as NodeJS.ErrnoException).code ?? (err as Error).name });
+      return;
+    }
     req.on("error", (err: NodeJS.ErrnoException) =>
       finish({ kind: "unreachable", cause: err.code ?? err.name }),
     );

@@ -124,8 +124,8 @@ function simd(): Lanes {
 /**
  * The lane arithmetic over a new memory for the ring and the accumulator: WebAssembly
  * SIMD, or, when no WebAssembly memory can be had (V8 reserves ~10 GiB of address space
- * for one, more than a process under a smaller `ulimit -v` may map), the same sums in
- * JavaScript. `wasmMemory` makes that memory (exported for the fallback's test).
+ * for one, more than a process under a smaller `ulimit -v` may map) or the CPU lacks the
+ * SIMD it needs, the same sums in JavaScript. `wasmMemory` makes that memory (exported for the fallback's test).
  */
 export function createLanes(
   wasmMemory: (pages: number) => { buffer: ArrayBuffer } = (pages) =>
@@ -133,13 +133,15 @@ export function createLanes(
 ): Lanes {
   const bytes = ACC + STATE_BYTES;
   let memory: { buffer: ArrayBuffer };
+  let ops: { add(d: number, s: number): void; sub(d: number, s: number): void };
   try {
     memory = wasmMemory((bytes + 0xffff) >>> 16);
+    // A CPU without the SIMD the module needs (SSE4.1 on x64) refuses it here.
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(laneModule()), { env: { mem: memory } });
+    ops = inst.exports as typeof ops;
   } catch {
     return swarLanes(new ArrayBuffer(bytes));
   }
-  const inst = new WebAssembly.Instance(new WebAssembly.Module(laneModule()), { env: { mem: memory } });
-  const ops = inst.exports as { add(d: number, s: number): void; sub(d: number, s: number): void };
   return {
     add: ops.add,
     sub: ops.sub,
@@ -193,7 +195,7 @@ function sameLeaf(leaf: Uint8Array, slot: number): boolean {
   return true;
 }
 
-/** The byte offset in WebAssembly memory of the leaf's expansion (little-endian lanes); valid until the next expansion. */
+/** The byte offset in the lanes' memory of the leaf's expansion; valid until the next expansion. */
 function expand(leaf: Buffer): number {
   const { mem, hostOrder } = simd();
   const key = leafKey(leaf);

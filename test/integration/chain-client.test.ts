@@ -96,3 +96,24 @@ test("a body that frames a block longer than the bytes sent is refused as trunca
     server.close();
   }
 });
+
+test("an address that is not http or https gives a coded error, and nothing fires later", async () => {
+  // `localhost:1` parses as a URL whose scheme is `localhost:`; node:http throws on it at once.
+  const uncaught: unknown[] = [];
+  const onUncaught = (err: unknown): void => {
+    uncaught.push(err);
+  };
+  process.on("uncaughtException", onUncaught);
+  try {
+    for (const address of ["localhost:1", "ftp://127.0.0.1:1"]) {
+      const c = new NodeClient(address, { timeoutMs: 100 });
+      await refused(c.status(100), NodeClientErrorCode.Unreachable, /ERR_INVALID_PROTOCOL/);
+      await refused(c.blockBytes(1, 2, 100), NodeClientErrorCode.Unreachable, /ERR_INVALID_PROTOCOL/);
+    }
+    // Past the requests' deadlines: a timer left behind would throw now.
+    await new Promise((r) => setTimeout(r, 250));
+    assert.deepEqual(uncaught, []);
+  } finally {
+    process.off("uncaughtException", onUncaught);
+  }
+});

@@ -49,11 +49,12 @@ test("a job of lower height queued after many higher ones is checked before them
   track("low", 0);
   await Promise.all(checks);
 
-  // In arrival order the low job would wait for 8 per core to finish; in height order it is
-  // next once a worker has room, so only the jobs in flight and a few more finish first.
+  // In arrival order the low job would wait for all 8 per core queued before it (at least
+  // 8 * cores + 1 finish first); in height order it goes to the first worker with room, so
+  // about the jobs in flight and three per other worker finish first (~3 * cores).
   const before = finished.indexOf("low");
   assert.ok(
-    before <= 4 * cores,
+    before <= 5 * cores,
     `${before} higher jobs finished before the lower one: ${finished.join(", ")}`,
   );
 });
