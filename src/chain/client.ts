@@ -4,7 +4,7 @@
  */
 import { CodedError } from "../util/errors.js";
 import { decodeBlock } from "./block.js";
-import { BinaryGetError, getBinary } from "./http-get.js";
+import { HttpCallError, type HttpCallRequest, httpCall } from "./http-call.js";
 import { encodeTx } from "./tx.js";
 import type { Block, Transaction } from "./types.js";
 
@@ -63,21 +63,6 @@ export class NodeClient {
     private readonly opts: NodeClientOptions = {},
   ) {
     this.url = url.replace(/\/$/, "");
-  }
-
-  private async request(
-    path: string,
-    init: RequestInit = {},
-    timeoutMs = this.opts.timeoutMs ?? 5000,
-  ): Promise<Response> {
-    let res: Response;
-    try {
-      res = await fetch(`${this.url}${path}`, { ...init, signal: AbortSignal.timeout(timeoutMs) });
-    } catch (err) {
-      throw this.unreachable(path, (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name);
-    }
-    if (!res.ok) throw this.httpError(path, res.status, (await res.text().catch(() => "")).slice(0, 500));
-    return res;
   }
 
   private unreachable(path: string, cause: string): NodeClientError {
@@ -148,15 +133,16 @@ export class NodeClient {
   }
 
   /**
-   * A GET's answer in one buffer, over node:http rather than fetch (see http-get.ts): a
-   * syncing node's polls and range requests then never load fetch's machinery, ~0.1 s of
-   * CPU at start that its first verification waited for. Errors as the other calls give them.
+   * One call in one buffer, over node:http rather than fetch (see http-call.ts): a syncing
+   * node's polls and range requests never load fetch's machinery (~0.1 s of CPU at start,
+   * which its first verification waited for), and a process under a small `ulimit -v`,
+   * where fetch cannot run, still reaches its peers. Failures are NodeClientErrors.
    */
-  private async get(path: string, accept: string, timeoutMs: number): Promise<Buffer> {
+  private async call(path: string, req: HttpCallRequest, timeoutMs: number): Promise<Buffer> {
     try {
-      return await getBinary(new URL(`${this.url}${path}`), { accept }, timeoutMs, RESPONSE_BYTES_MAX);
+      return await httpCall(new URL(`${this.url}${path}`), req, timeoutMs, RESPONSE_BYTES_MAX);
     } catch (err) {
-      if (!(err instanceof BinaryGetError)) throw err;
+      if (!(err instanceof HttpCallError)) throw err;
       const f = err.failure;
       if (f.kind === "unreachable") throw this.unreachable(path, f.cause);
       if (f.kind === "status") throw this.httpError(path, f.status, f.text);
@@ -165,6 +151,22 @@ export class NodeClient {
         `Node ${this.url}${path} sent ${f.bytes} bytes, over the limit`,
       );
     }
+  }
+
+  private get(path: string, accept: string, timeoutMs: number): Promise<Buffer> {
+    return this.call(path, { headers: { accept } }, timeoutMs);
+  }
+
+  /** A POST (or `method`) with `body`, empty unless given; its answer's bytes. */
+  private send(
+    path: string,
+    o: { method?: string; headers?: Record<string, string>; body?: Buffer | string; timeoutMs?: number } = {},
+  ): Promise<Buffer> {
+    return this.call(
+      path,
+      { method: o.method ?? "POST", headers: o.headers ?? {}, body: o.body ?? "" },
+      o.timeoutMs ?? this.opts.timeoutMs ?? 5000,
+    );
   }
 
   /** A GET's JSON answer. */
@@ -178,44 +180,35 @@ export class NodeClient {
   }
 
   async submitTx(tx: Transaction): Promise<{ accepted: boolean; id: string }> {
-    const res = await this.request("/tx", {
-      method: "POST",
+    const answer = await this.send("/tx", {
       headers: { "content-type": "application/octet-stream" },
       body: encodeTx(tx),
     });
-    return (await res.json()) as { accepted: boolean; id: string };
+    return JSON.parse(answer.toString("utf8")) as { accepted: boolean; id: string };
   }
 
   /** Sends a new block to a peer. */
   async announce(bytes: Buffer, timeoutMs = 2000): Promise<void> {
     const headers: Record<string, string> = { "content-type": "application/octet-stream" };
     if (this.opts.selfUrl) headers["x-chainvault-peer"] = this.opts.selfUrl;
-    await this.request("/p2p/block", { method: "POST", headers, body: bytes }, timeoutMs);
+    await this.send("/p2p/block", { headers, body: bytes, timeoutMs });
   }
 
   async forwardTx(tx: Transaction): Promise<void> {
-    await this.request(
-      "/tx",
-      {
-        method: "POST",
-        headers: { "content-type": "application/octet-stream", "x-chainvault-gossip": "1" },
-        body: encodeTx(tx),
-      },
-      2000,
-    );
+    await this.send("/tx", {
+      headers: { "content-type": "application/octet-stream", "x-chainvault-gossip": "1" },
+      body: encodeTx(tx),
+      timeoutMs: 2000,
+    });
   }
 
   async checkpoint(): Promise<import("./storage/chain-store.js").Checkpoint> {
-    const res = await this.request(
-      "/admin/checkpoint",
-      { method: "POST", headers: this.adminHeaders() },
-      120_000,
-    );
-    return (await res.json()) as import("./storage/chain-store.js").Checkpoint;
+    const answer = await this.send("/admin/checkpoint", { headers: this.adminHeaders(), timeoutMs: 120_000 });
+    return JSON.parse(answer.toString("utf8")) as import("./storage/chain-store.js").Checkpoint;
   }
 
   async releaseCheckpoint(id: string): Promise<void> {
-    await this.request(`/admin/checkpoint/${encodeURIComponent(id)}`, {
+    await this.send(`/admin/checkpoint/${encodeURIComponent(id)}`, {
       method: "DELETE",
       headers: this.adminHeaders(),
     });
@@ -223,16 +216,12 @@ export class NodeClient {
 
   /** Pauses or resumes block production on a validator. */
   async setProducing(on: boolean): Promise<void> {
-    await this.request(on ? "/admin/resume" : "/admin/pause", {
-      method: "POST",
-      headers: this.adminHeaders(),
-    });
+    await this.send(on ? "/admin/resume" : "/admin/pause", { headers: this.adminHeaders() });
   }
 
   /** Replaces the node's peer list at run time. */
   async setPeers(peers: string[]): Promise<void> {
-    await this.request("/admin/peers", {
-      method: "POST",
+    await this.send("/admin/peers", {
       headers: { ...this.adminHeaders(), "content-type": "application/json" },
       body: JSON.stringify({ peers }),
     });

@@ -1,9 +1,11 @@
-// Goal: prove a node client fetches block ranges whole and turns every way a peer can fail it into a coded error; method: serve real HTTP answers on loopback (frames, a 500, an oversized or truncated body, silence) and a closed port, and check what blockBytes returns or throws.
+// Goal: prove a node client fetches block ranges whole, sends its calls' bodies whole, and turns every way a peer can fail it into a coded error; method: serve real HTTP answers on loopback (frames, a 500, an oversized or truncated body, silence, a 401), a closed port and unusable addresses, and check what the client sends, returns or throws.
 import assert from "node:assert/strict";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { test } from "node:test";
 import { NodeClient, NodeClientError, NodeClientErrorCode } from "../../src/chain/client.js";
+import { generateKeyPair } from "../../src/chain/crypto.js";
+import { encodeTx, signTransfer } from "../../src/chain/tx.js";
 
 async function serve(
   handler: (req: IncomingMessage, res: ServerResponse) => void,
@@ -115,5 +117,61 @@ test("an address that is not http or https gives a coded error, and nothing fire
     assert.deepEqual(uncaught, []);
   } finally {
     process.off("uncaughtException", onUncaught);
+  }
+});
+
+test("calls that send go out with their method, length and body, and their answers are read", async () => {
+  const seen: { method: string; url: string; length: string; type: string; auth: string; body: Buffer }[] =
+    [];
+  const { server, url } = await serve((req, res) => {
+    const parts: Buffer[] = [];
+    req.on("data", (d: Buffer) => parts.push(d));
+    req.on("end", () => {
+      seen.push({
+        method: req.method ?? "",
+        url: req.url ?? "",
+        length: req.headers["content-length"] ?? "",
+        type: req.headers["content-type"] ?? "",
+        auth: req.headers.authorization ?? "",
+        body: Buffer.concat(parts),
+      });
+      if (req.url === "/admin/pause") {
+        res.statusCode = 401;
+        res.end("admin token required");
+      } else res.end(JSON.stringify({ accepted: true, id: "ab" }));
+    });
+  });
+  try {
+    const c = new NodeClient(url, { adminToken: "secret-token" });
+    const tx = signTransfer(
+      Buffer.alloc(32, 1),
+      generateKeyPair(),
+      generateKeyPair().publicKey,
+      5n,
+      0n,
+      Buffer.alloc(40, 9),
+    );
+    assert.deepEqual(await c.submitTx(tx), { accepted: true, id: "ab" });
+    await c.setPeers(["http://127.0.0.1:1"]);
+    await c.releaseCheckpoint("cp 1");
+    await refused(c.setProducing(false), NodeClientErrorCode.Http, /answered 401: admin token required/);
+    const [submit, peers, release, pause] = seen;
+    assert.deepEqual(
+      [submit!.method, submit!.url, submit!.type, submit!.length],
+      ["POST", "/tx", "application/octet-stream", String(encodeTx(tx).length)],
+    );
+    assert.deepEqual(submit!.body, encodeTx(tx));
+    assert.deepEqual(
+      [peers!.method, peers!.type, peers!.auth],
+      ["POST", "application/json", "Bearer secret-token"],
+    );
+    assert.deepEqual(JSON.parse(peers!.body.toString()), { peers: ["http://127.0.0.1:1"] });
+    assert.deepEqual(
+      [release!.method, release!.url, release!.length],
+      ["DELETE", "/admin/checkpoint/cp%201", "0"],
+    );
+    assert.deepEqual([pause!.method, pause!.length, pause!.body.length], ["POST", "0", 0]);
+  } finally {
+    server.close();
   }
 });

@@ -1,24 +1,33 @@
 /**
- * A GET of a binary body over node:http(s), read into one buffer sized by its
+ * One HTTP exchange over node:http(s): the answer read into one buffer sized by its
  * Content-Length, with a deadline for the whole exchange and a bound on the bytes taken.
- * For the block ranges a syncing node fetches one after another: on a chain's worth of
- * ranges, fetch's web streams took about three times the CPU (each chunk copied into a
- * new array, the chunks then joined, a promise per chunk) on the cores verifying it.
+ * The node client makes every call through it rather than fetch. For the block ranges a
+ * syncing node fetches one after another, fetch's web streams took about three times the
+ * CPU (each chunk copied into a new array, the chunks then joined, a promise per chunk) on
+ * the cores verifying them. And fetch parses HTTP in WebAssembly, for which V8 reserves
+ * ~10 GiB of address space: in a process under a smaller `ulimit -v` every fetch fails.
  * Redirects are not followed (a node's API never answers one): a 3xx is a status failure.
  */
-import { type ClientRequest, get as httpGet, type IncomingMessage } from "node:http";
-import { get as httpsGet } from "node:https";
+import { type ClientRequest, request as httpRequest, type IncomingMessage } from "node:http";
+import { request as httpsRequest } from "node:https";
 
-/** Why a binary GET failed: no answer, an answer that is not 2xx, or too many bytes. */
-export type BinaryGetFailure =
+/** Why an HTTP call failed: no answer, an answer that is not 2xx, or too many bytes. */
+export type HttpCallFailure =
   | { kind: "unreachable"; cause: string }
   | { kind: "status"; status: number; text: string }
   | { kind: "too-large"; bytes: number };
 
-export class BinaryGetError extends Error {
-  constructor(readonly failure: BinaryGetFailure) {
-    super(`GET failed: ${JSON.stringify(failure)}`);
+export class HttpCallError extends Error {
+  constructor(readonly failure: HttpCallFailure) {
+    super(`HTTP call failed: ${JSON.stringify(failure)}`);
   }
+}
+
+/** What to send: the method (GET unless given), headers, and a body. */
+export interface HttpCallRequest {
+  method?: string;
+  headers: Record<string, string>;
+  body?: Buffer | string;
 }
 
 // A body without a Content-Length starts this large and doubles up to the bound.
@@ -26,28 +35,30 @@ const UNSIZED_START_BYTES = 64 * 1024;
 // How much of an error answer's text is kept.
 const ERROR_TEXT_MAX = 500;
 
-export function getBinary(
+export function httpCall(
   url: URL,
-  headers: Record<string, string>,
+  call: HttpCallRequest,
   timeoutMs: number,
   maxBytes: number,
 ): Promise<Buffer> {
-  const get = url.protocol === "https:" ? httpsGet : httpGet;
+  const request = url.protocol === "https:" ? httpsRequest : httpRequest;
+  const headers = { ...call.headers };
+  if (call.body !== undefined) headers["content-length"] = String(Buffer.byteLength(call.body));
   return new Promise((resolve, reject) => {
     let settled = false;
-    const finish = (failure: BinaryGetFailure | undefined, body?: Buffer): void => {
+    const finish = (failure: HttpCallFailure | undefined, body?: Buffer): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       if (failure) {
         req?.destroy();
-        reject(new BinaryGetError(failure));
+        reject(new HttpCallError(failure));
       } else resolve(body!);
     };
     let req: ClientRequest | undefined;
     const timer = setTimeout(() => finish({ kind: "unreachable", cause: "TimeoutError" }), timeoutMs);
     try {
-      req = get(url, { headers }, (res) => {
+      req = request(url, { method: call.method ?? "GET", headers }, (res) => {
         const status = res.statusCode ?? 0;
         if (status < 200 || status > 299)
           return readErrorText(res, (text) => finish({ kind: "status", status, text }));
@@ -80,6 +91,7 @@ export function getBinary(
     req.on("error", (err: NodeJS.ErrnoException) =>
       finish({ kind: "unreachable", cause: err.code ?? err.name }),
     );
+    req.end(call.body);
   });
 }
 
