@@ -127,7 +127,7 @@ export class CheckPool {
       ends[i] = at;
     });
     const height = declaredHeaderFields(blocks[0]!).height;
-    const r = await this.run({ t: "check", j: this.nextJob++, bytes, ends }, [bytes.buffer], false, height);
+    const r = await this.run({ t: "check", j: this.nextJob++, bytes, ends }, [bytes.buffer], height);
     if (!("fail" in r) || !r.fail) return undefined;
     const { index, detail, message } = r.fail;
     return new BlockError(
@@ -184,20 +184,18 @@ export class CheckPool {
         at += LEAF_BYTES;
       }
     });
-    const r = await this.run(
-      { t: "lt", j: this.nextJob++, leaves: buf, counts: cs },
-      [buf.buffer as ArrayBuffer],
-      true,
-      0,
-    );
+    const r = await this.run({ t: "lt", j: this.nextJob++, leaves: buf, counts: cs }, [
+      buf.buffer as ArrayBuffer,
+    ]);
     if (!("deltas" in r)) throw new Error("A check worker answered a commitment job without deltas");
     return blocks.map((_, b) => r.deltas.subarray(b * LANES, (b + 1) * LANES));
   }
 
-  private run(job: CheckJob, transfer: ArrayBuffer[], urgent: boolean, height: number): Promise<CheckReply> {
+  /** Queues a job: a commitment job first of all (the main thread waits on it), a check by `height`. */
+  private run(job: CheckJob, transfer: ArrayBuffer[], height = 0): Promise<CheckReply> {
     return new Promise((resolve, reject) => {
       const p = { job, transfer, height, resolve, reject };
-      if (urgent) this.urgent.push(p);
+      if (job.t === "lt") this.urgent.push(p);
       else {
         // After every job of a lower or equal height: a range that arrived early waits
         // for the lower one that arrived late, and equal heights keep their arrival order.

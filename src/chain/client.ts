@@ -153,7 +153,12 @@ export class NodeClient {
     }
   }
 
-  private get(path: string, accept: string, timeoutMs: number): Promise<Buffer> {
+  /** The timeout of a call that names none. */
+  private get defaultTimeoutMs(): number {
+    return this.opts.timeoutMs ?? 5000;
+  }
+
+  private get(path: string, accept: string, timeoutMs = this.defaultTimeoutMs): Promise<Buffer> {
     return this.call(path, { headers: { accept } }, timeoutMs);
   }
 
@@ -165,13 +170,13 @@ export class NodeClient {
     return this.call(
       path,
       { method: o.method ?? "POST", headers: o.headers ?? {}, body: o.body ?? "" },
-      o.timeoutMs ?? this.opts.timeoutMs ?? 5000,
+      o.timeoutMs ?? this.defaultTimeoutMs,
     );
   }
 
   /** A GET's JSON answer. */
-  private async json(path: string, timeoutMs = this.opts.timeoutMs ?? 5000): Promise<unknown> {
-    return JSON.parse((await this.get(path, "application/json", timeoutMs)).toString("utf8"));
+  private async json(path: string, timeoutMs?: number): Promise<unknown> {
+    return parseJson(await this.get(path, "application/json", timeoutMs));
   }
 
   /** One block as JSON, for people and tools. */
@@ -184,7 +189,7 @@ export class NodeClient {
       headers: { "content-type": "application/octet-stream" },
       body: encodeTx(tx),
     });
-    return JSON.parse(answer.toString("utf8")) as { accepted: boolean; id: string };
+    return parseJson(answer) as { accepted: boolean; id: string };
   }
 
   /** Sends a new block to a peer. */
@@ -204,7 +209,7 @@ export class NodeClient {
 
   async checkpoint(): Promise<import("./storage/chain-store.js").Checkpoint> {
     const answer = await this.send("/admin/checkpoint", { headers: this.adminHeaders(), timeoutMs: 120_000 });
-    return JSON.parse(answer.toString("utf8")) as import("./storage/chain-store.js").Checkpoint;
+    return parseJson(answer) as import("./storage/chain-store.js").Checkpoint;
   }
 
   async releaseCheckpoint(id: string): Promise<void> {
@@ -228,6 +233,10 @@ export class NodeClient {
   }
 
   async metrics(): Promise<string> {
-    return (await this.get("/metrics", "text/plain", this.opts.timeoutMs ?? 5000)).toString("utf8");
+    return (await this.get("/metrics", "text/plain")).toString("utf8");
   }
+}
+
+function parseJson(answer: Buffer): unknown {
+  return JSON.parse(answer.toString("utf8"));
 }

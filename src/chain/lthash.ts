@@ -116,7 +116,8 @@ export interface Lanes {
 }
 let lanes: Lanes | undefined;
 
-function simd(): Lanes {
+/** This thread's lane arithmetic and its memory, made on first use. */
+function laneOps(): Lanes {
   lanes ??= createLanes();
   return lanes;
 }
@@ -197,7 +198,7 @@ function sameLeaf(leaf: Uint8Array, slot: number): boolean {
 
 /** The byte offset in the lanes' memory of the leaf's expansion; valid until the next expansion. */
 function expand(leaf: Buffer): number {
-  const { mem, hostOrder } = simd();
+  const { mem, hostOrder } = laneOps();
   const key = leafKey(leaf);
   let slot = ringIndex.get(key);
   if (slot === undefined || !sameLeaf(leaf, slot)) {
@@ -230,7 +231,7 @@ const BIG_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 0;
 
 /** Loads host-order lanes into the accumulator. */
 function accLoad(l: Uint16Array): Lanes {
-  const s = simd();
+  const s = laneOps();
   s.acc.set(l);
   if (BIG_ENDIAN_HOST && !s.hostOrder) s.mem.subarray(ACC, ACC + STATE_BYTES).swap16();
   return s;
