@@ -4,12 +4,12 @@
  * directory fsynced, so a crash leaves either the whole object or none of it.
  */
 import { randomBytes } from "node:crypto";
-import { constants } from "node:fs";
 import { type FileHandle, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
 import { errorMessage, isNoSpace } from "../../util/errors.js";
 import { assertObjectName, type Backend, type ObjectInfo, type ObjectWriter } from "../backend.js";
 import { VaultError, VaultErrorCode } from "../errors.js";
+import { createFileWriter, type FileWriter } from "./direct-writes.js";
 
 // Read handles kept open on packs: one per pack a restore or verify is reading, with room.
 const READERS_MAX = 16;
@@ -24,6 +24,8 @@ export class LocalBackend implements Backend {
   readonly location: string;
   private readonly madeDirs = new Set<string>();
   private readonly readers = new Map<string, { fh: Promise<FileHandle>; users: number }>();
+  /** Whether packs are written around the page cache; off once this file system refuses it. */
+  private direct = process.env.CHAINVAULT_DIRECT_IO !== "0";
 
   constructor(readonly root: string) {
     this.location = root;
@@ -64,8 +66,9 @@ export class LocalBackend implements Backend {
 
   async put(name: string, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
     // One write path for whole objects and streamed packs: temp file, fsync, rename, fsync
-    // of the directory; a failure at any step removes the temp file.
-    const w = await this.openWriter(name);
+    // of the directory; a failure at any step removes the temp file. Whole objects (index,
+    // snapshots, keys, locks) are small and go through the page cache.
+    const w = await this.writer(name, false);
     let pos = 0;
     for (const part of data instanceof Uint8Array ? [data] : data) {
       await w.write(part, pos);
@@ -74,29 +77,32 @@ export class LocalBackend implements Backend {
     await w.commit();
   }
 
-  async openWriter(name: string): Promise<ObjectWriter> {
+  /** Streamed objects (packs) are written around the page cache where the system allows it. */
+  openWriter(name: string): Promise<ObjectWriter> {
+    return this.writer(name, this.direct);
+  }
+
+  private async writer(name: string, direct: boolean): Promise<ObjectWriter> {
     const path = this.path(name);
     const dir = dirname(path);
     const tmp = `${path}${TMP_INFIX}${process.pid}-${randomBytes(4).toString("hex")}`;
-    let fh: FileHandle;
+    let fw: FileWriter;
     try {
       await this.ensureDir(dir);
-      fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+      fw = await createFileWriter(tmp, 0o600, direct, () => {
+        this.direct = false;
+      });
     } catch (err) {
       throw this.fail("write", name, err);
     }
     const abort = async (): Promise<void> => {
-      await fh.close().catch(() => undefined);
+      await fw.close().catch(() => undefined);
       await rm(tmp, { force: true }).catch(() => undefined);
     };
     return {
       write: async (data, position) => {
         try {
-          let off = 0;
-          while (off < data.length) {
-            const { bytesWritten } = await fh.write(data, off, data.length - off, position + off);
-            off += bytesWritten;
-          }
+          await fw.write(data, position);
         } catch (err) {
           await abort();
           throw this.fail("write", name, err);
@@ -104,8 +110,7 @@ export class LocalBackend implements Backend {
       },
       commit: async () => {
         try {
-          await fh.sync();
-          await fh.close();
+          await fw.finish();
           await rename(tmp, path);
           const dh = await open(dir, "r");
           try {
