@@ -5,6 +5,7 @@
  * Each chunk handed out pins its buffer until the receiver calls `release`.
  */
 
+import { copyInto } from "../util/bytes.js";
 import { BufferPool } from "./buffer-pool.js";
 import { type ChunkerParams, nextCut } from "./chunker.js";
 import type { ReadHandle } from "./source.js";
@@ -52,7 +53,7 @@ export async function forEachChunk(
         if (room < MIN_READ_BYTES) {
           const next = { buf: await pool.acquire(), refs: 1 };
           if (held) {
-            held.buf.copy(next.buf, 0, start, end);
+            copyInto(next.buf, 0, held.buf.subarray(start, end));
             unref(held);
           }
           base += start;

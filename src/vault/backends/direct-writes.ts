@@ -18,6 +18,7 @@
  */
 import { constants } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
+import { copyInto } from "../../util/bytes.js";
 
 // Node has WebAssembly; the type libraries this project builds with (ES2022, no DOM) do not declare it.
 declare const WebAssembly: { Memory: new (d: { initial: number }) => { buffer: ArrayBuffer } };
@@ -35,15 +36,15 @@ export const DIRECT_ALIGN = 4096;
 class SlotPool {
   private readonly free: number[] = [];
   private readonly waiting: ((slot: number) => void)[] = [];
-  private readonly bytes: Uint8Array;
+  private readonly memory: ArrayBuffer;
 
   constructor(memory: ArrayBuffer) {
-    this.bytes = new Uint8Array(memory);
+    this.memory = memory;
     for (let i = SLOTS - 1; i >= 0; i--) this.free.push(i);
   }
 
-  view(slot: number): Uint8Array {
-    return this.bytes.subarray(slot * SLOT_BYTES, (slot + 1) * SLOT_BYTES);
+  view(slot: number): Buffer {
+    return Buffer.from(this.memory, slot * SLOT_BYTES, SLOT_BYTES);
   }
 
   async acquire(): Promise<number> {
@@ -168,7 +169,7 @@ class DirectFileWriter implements FileWriter {
       if (this.slot === undefined) this.slot = await this.slots.acquire();
       const view = this.slots.view(this.slot);
       const n = Math.min(data.length - off, SLOT_BYTES - this.fill);
-      view.set(data.subarray(off, off + n), this.fill);
+      copyInto(view, this.fill, data.subarray(off, off + n));
       this.fill += n;
       off += n;
       if (this.fill === SLOT_BYTES) this.send(SLOT_BYTES);
