@@ -68,7 +68,7 @@ test("streamed objects are written with O_DIRECT and read back byte for byte at 
     SLOT_BYTES,
     SLOT_BYTES + 1,
     // More than the staging slots hold, so slots are reused while writes are in flight.
-    9 * SLOT_BYTES + 12_345,
+    17 * SLOT_BYTES + 12_345,
   ];
   for (const [i, size] of sizes.entries()) {
     const data = randomBytes(size);
