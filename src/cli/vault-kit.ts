@@ -3,44 +3,20 @@
  * workers booting alongside when a command will use them), the progress bar, the option
  * parsers and the options every repository command takes.
  */
-import { readFileSync } from "node:fs";
 import cliProgress from "cli-progress";
 import type { Command } from "commander";
 import { openBackend } from "../vault/backends/open.js";
 import { CryptoWorkers } from "../vault/crypto-workers.js";
-import { VaultError, VaultErrorCode } from "../vault/errors.js";
 import { Repository } from "../vault/repository.js";
+import { readPassword } from "./password.js";
+
+export { readPassword };
 
 /** The options {@link withRepo} adds: where the repository is, its password, JSON output. */
 export interface RepoOpts {
   repo: string;
   passwordFile?: string;
   json?: boolean;
-}
-
-/** The password: from --password-file, else CHAINVAULT_PASSWORD; never echoed anywhere. */
-export function readPassword(
-  file: string | undefined,
-  envName = "CHAINVAULT_PASSWORD",
-  what = "--password-file",
-): string {
-  if (file) {
-    try {
-      return readFileSync(file, "utf8").replace(/\r?\n$/, "");
-    } catch (err) {
-      throw new VaultError(
-        { code: VaultErrorCode.PasswordMissing, file },
-        `Cannot read the password file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-      );
-    }
-  }
-  const env = process.env[envName];
-  if (env === undefined || env === "")
-    throw new VaultError(
-      { code: VaultErrorCode.PasswordMissing },
-      `No repository password: set ${envName} or pass ${what}`,
-    );
-  return env;
 }
 
 /** Opens the repository of `--repo` with the password of {@link readPassword}. */

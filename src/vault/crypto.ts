@@ -70,8 +70,14 @@ export interface ScryptParams {
 // interactive setting of the scrypt paper; the parameters travel with each key file.
 export const SCRYPT_DEFAULT = { N: 1 << 15, r: 8, p: 1 } as const;
 
-/** Derives a 32-byte key from a passphrase. */
-export function deriveKey(password: string, params: ScryptParams): Promise<Buffer> {
+/** Derivations started ahead of need ({@link deriveKeyAhead}), by salt and cost. */
+const ahead = new Map<string, { password: string; key: Promise<Buffer> }>();
+
+function aheadKey(params: ScryptParams): string {
+  return `${params.salt}:${params.N}:${params.r}:${params.p}`;
+}
+
+function scryptKey(password: string, params: ScryptParams): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     scrypt(
       password.normalize("NFC"),
@@ -81,6 +87,42 @@ export function deriveKey(password: string, params: ScryptParams): Promise<Buffe
       (err, key) => (err ? reject(err) : resolve(key)),
     );
   });
+}
+
+/**
+ * Derives a 32-byte key from a passphrase. A derivation of the same passphrase and
+ * parameters started by {@link deriveKeyAhead} is taken over (once) instead of run again.
+ */
+export function deriveKey(password: string, params: ScryptParams): Promise<Buffer> {
+  const k = aheadKey(params);
+  const started = ahead.get(k);
+  if (started && started.password === password) {
+    ahead.delete(k);
+    return started.key;
+  }
+  return scryptKey(password, params);
+}
+
+/**
+ * Starts a derivation now, on the thread pool, for the next {@link deriveKey} of the same
+ * passphrase and parameters: the CLI starts the one its repository will need before the rest
+ * of itself has loaded (cli/early-start.ts). Its failure is that deriveKey's to report.
+ * Returns the derivation (for tests); a second call for the same passphrase and
+ * parameters returns the first one's.
+ */
+export function deriveKeyAhead(password: string, params: ScryptParams): Promise<Buffer> {
+  const k = aheadKey(params);
+  const started = ahead.get(k);
+  if (started && started.password === password) return started.key;
+  const key = scryptKey(password, params);
+  key.catch(() => undefined);
+  ahead.set(k, { password, key });
+  return key;
+}
+
+/** How many derivations started ahead have not been taken over yet (for tests). */
+export function derivationsAhead(): number {
+  return ahead.size;
 }
 
 /** A fresh salt for {@link deriveKey}. */
