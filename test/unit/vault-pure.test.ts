@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { test } from "node:test";
+import { copyInto } from "../../src/util/bytes.js";
 import { decodeIndex, encodeIndex, type PackInfo } from "../../src/vault/chunk-index.js";
 import { open, publicKeyBytes, seal, signingKeyOf } from "../../src/vault/crypto.js";
 import { VaultError, VaultErrorCode } from "../../src/vault/errors.js";
@@ -621,4 +622,17 @@ test("a symlink that climbs through another name of the tree is refused, since t
 
 test("a symlink with an empty target is refused", () => {
   assert.equal(symlinkStaysInside("link", ""), false);
+});
+
+test("copyInto copies all of a buffer into a shared one at an offset, and an empty copy does nothing", () => {
+  const src = Buffer.from(new SharedArrayBuffer(5000));
+  src.set(randomBytes(5000));
+  const dst = Buffer.from(new SharedArrayBuffer(6000)).fill(0xaa);
+  assert.equal(copyInto(dst, 700, src.subarray(100, 4100)), 4000);
+  assert.ok(dst.subarray(700, 4700).equals(src.subarray(100, 4100)));
+  // Nothing outside the range is touched.
+  assert.ok(dst.subarray(0, 700).every((b) => b === 0xaa));
+  assert.ok(dst.subarray(4700).every((b) => b === 0xaa));
+  assert.equal(copyInto(dst, 6000, Buffer.alloc(0)), 0);
+  assert.throws(() => copyInto(dst, 5000, src), RangeError);
 });
