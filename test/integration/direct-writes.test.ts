@@ -1,8 +1,8 @@
-// Goal: packs streamed to a local repository are written around the page cache (O_DIRECT) and
-// read back byte for byte at every length that meets the staging slots' and blocks' edges; a
-// write that does not follow the last one is refused and leaves nothing; and where O_DIRECT
-// cannot be had (CHAINVAULT_DIRECT_IO=0, or no WebAssembly memory under `ulimit -v`) the same
-// objects are written through the page cache. Method: a real LocalBackend in a temp directory;
+// Goal: with CHAINVAULT_DIRECT_IO=1, packs streamed to a local repository are written around
+// the page cache (O_DIRECT) and read back byte for byte at every length that meets the staging
+// slots' and blocks' edges; a write that does not follow the last one is refused and leaves
+// nothing; and by default, or where O_DIRECT cannot be had (no WebAssembly memory under
+// `ulimit -v`), the same objects are written through the page cache. Method: a real LocalBackend in a temp directory;
 // the open descriptor's flags read from /proc/self/fdinfo while the object is being written; a
 // child process under `ulimit -v 4000000` running the built backend.
 import assert from "node:assert/strict";
@@ -19,9 +19,18 @@ import { LocalBackend } from "../../src/vault/backends/local.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
-async function repoFor(t: TestContext): Promise<{ dir: string; backend: LocalBackend }> {
+/** A backend in a fresh temp directory, made with CHAINVAULT_DIRECT_IO set to `directIo`. */
+async function repoFor(t: TestContext, directIo = "1"): Promise<{ dir: string; backend: LocalBackend }> {
   const dir = await mkdtemp(join(tmpdir(), "chainvault-direct-writes-"));
-  const backend = new LocalBackend(dir);
+  const before = process.env.CHAINVAULT_DIRECT_IO;
+  process.env.CHAINVAULT_DIRECT_IO = directIo;
+  let backend: LocalBackend;
+  try {
+    backend = new LocalBackend(dir);
+  } finally {
+    if (before === undefined) delete process.env.CHAINVAULT_DIRECT_IO;
+    else process.env.CHAINVAULT_DIRECT_IO = before;
+  }
   t.after(async () => {
     await backend.close();
     await rm(dir, { recursive: true, force: true });
@@ -97,19 +106,13 @@ test("a write that does not follow the previous one is refused and leaves no fil
   assert.deepEqual(await readdir(join(dir, "data", "ledger")), []);
 });
 
-test("with CHAINVAULT_DIRECT_IO=0 streamed objects go through the page cache, byte for byte", async (t) => {
-  const before = process.env.CHAINVAULT_DIRECT_IO;
-  process.env.CHAINVAULT_DIRECT_IO = "0";
-  let made: { dir: string; backend: LocalBackend };
-  try {
-    made = await repoFor(t);
-  } finally {
-    if (before === undefined) delete process.env.CHAINVAULT_DIRECT_IO;
-    else process.env.CHAINVAULT_DIRECT_IO = before;
+test("by default (or with CHAINVAULT_DIRECT_IO=0) streamed objects go through the page cache, byte for byte", async (t) => {
+  for (const setting of ["", "0"]) {
+    const made = await repoFor(t, setting);
+    const data = randomBytes(2 * SLOT_BYTES + 7);
+    assert.equal(await stream(made.backend, made.dir, "data/state/p", data), false, `with "${setting}"`);
+    assert.ok((await made.backend.get("data/state/p")).equals(data));
   }
-  const data = randomBytes(2 * SLOT_BYTES + 7);
-  assert.equal(await stream(made.backend, made.dir, "data/state/p", data), false);
-  assert.ok((await made.backend.get("data/state/p")).equals(data));
 });
 
 test("without WebAssembly memory (ulimit -v 4000000) a streamed object is written through the page cache, byte for byte", async (t) => {
@@ -136,9 +139,8 @@ test("without WebAssembly memory (ulimit -v 4000000) a streamed object is writte
   const r = spawnSync(
     "bash",
     ["-c", `ulimit -v 4000000 && exec "${process.execPath}" --input-type=module -e "$0"`, child],
-    {
-      encoding: "utf8",
-    },
+    // Asked for, so that only the missing memory stops it.
+    { encoding: "utf8", env: { ...process.env, CHAINVAULT_DIRECT_IO: "1" } },
   );
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout.trim()), { wasm: false, direct: false, same: true });

@@ -4,7 +4,8 @@
  * into a freshly allocated cache page (on the bench's VM the host must supply every such
  * page: `perf` put that copy at 16% of an incremental backup's CPU, ~2.8 ns a byte) and the
  * node's own hot pages are evicted to make room. Written directly, the disk reads the bytes
- * from a few reused staging slots instead.
+ * from a few reused staging slots instead. Opt-in (CHAINVAULT_DIRECT_IO=1, see local.ts):
+ * the packs are then not in the page cache for whoever reads them next.
  *
  * O_DIRECT needs the memory, the file offset and the length aligned. The slots live in one
  * WebAssembly memory (its base is page-aligned; Node has no other way to ask for aligned
