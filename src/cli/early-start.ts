@@ -6,14 +6,15 @@
  * incremental backup's first chunk waits for both. Only a hint: nothing here reports or
  * throws. The command opens its repository as always (repo-keys.ts), taking over the
  * derivation if it asks for the same passphrase and parameters (crypto.ts deriveKeyAhead),
- * and reports anything wrong itself; a key file this code reads wrongly only costs a
- * derivation nobody uses. This module imports nothing heavy, so it runs first.
+ * and reports anything wrong itself. The key file is chosen and decoded as the command
+ * does, and a password file is read only if it is a regular file. This module imports
+ * little (the key file's schema is the heaviest), so it runs first.
  */
-import { createHash } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { deriveKeyAhead, type ScryptParams } from "../vault/crypto.js";
 import { CryptoWorkers } from "../vault/crypto-workers.js";
+import { decodeKeyFile } from "../vault/keyfile.js";
 import { readPassword } from "./password.js";
 
 // Commands that open a repository given by --repo with --password-file or CHAINVAULT_PASSWORD.
@@ -40,28 +41,32 @@ function workersFor(command: string, args: string[]): { busy: boolean } | undefi
   return command === "verify" && reads ? { busy: false } : undefined;
 }
 
-/** The scrypt parameters of the first key file that repo-keys.ts would try, if one looks sound. */
+/**
+ * The scrypt parameters of the first key file repo-keys.ts would try: regular files of
+ * keys/ in the same order, decoded by the same decodeKeyFile (checksum and schema), so the
+ * derivation started is one the command would run itself.
+ */
 function firstKeyParams(repo: string): ScryptParams | undefined {
   const dir = join(repo, "keys");
-  for (const name of readdirSync(dir).sort()) {
-    if (name.includes(".tmp-")) continue;
-    const text = readFileSync(join(dir, name), "utf8");
-    const nl = text.indexOf("\n");
-    if (nl < 0) continue;
-    const body = text.slice(0, nl);
-    if (text.slice(nl + 1) !== `${createHash("sha256").update(body).digest("hex")}\n`) continue;
-    const kdf = (JSON.parse(body) as { kdf?: Partial<ScryptParams> & { name?: unknown } }).kdf;
-    const { N, r, p, salt } = kdf ?? {};
-    if (
-      kdf?.name === "scrypt" &&
-      Number.isSafeInteger(N) &&
-      Number.isSafeInteger(r) &&
-      Number.isSafeInteger(p) &&
-      typeof salt === "string"
-    )
-      return { N: N!, r: r!, p: p!, salt };
+  const names = readdirSync(dir, { withFileTypes: true })
+    .filter((d) => d.isFile() && !d.name.includes(".tmp-"))
+    .map((d) => d.name)
+    .sort((a, b) => a.localeCompare(b));
+  for (const name of names) {
+    const kf = decodeKeyFile(readFileSync(join(dir, name)));
+    if (kf) return kf.kdf;
   }
   return undefined;
+}
+
+/**
+ * The command's password, if reading it now leaves it there for the command to read again:
+ * only a regular file (a pipe or `<(...)` can be read once, and that read is the command's).
+ */
+function passwordNow(args: string[]): string | undefined {
+  const file = optionOf(args, "--password-file");
+  if (file !== undefined && !statSync(file).isFile()) return undefined;
+  return readPassword(file);
 }
 
 /** Starts what the command in `argv` (process.argv) will need first; never throws. */
@@ -74,9 +79,10 @@ export function startEarly(argv: string[]): void {
     if (w) CryptoWorkers.prewarm(w.busy);
     const repo = optionOf(args, "--repo");
     if (!repo || repo.includes("://")) return;
-    const params = firstKeyParams(repo);
+    const password = passwordNow(args);
+    const params = password === undefined ? undefined : firstKeyParams(repo);
     // Observed inside: its failure is the command's to report when it derives the key itself.
-    if (params) void deriveKeyAhead(readPassword(optionOf(args, "--password-file")), params);
+    if (password !== undefined && params) void deriveKeyAhead(password, params);
   } catch {
     // The command finds and reports whatever stopped this (no password, no repository, ...).
   }

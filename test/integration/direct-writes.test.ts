@@ -9,12 +9,17 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { constants, existsSync } from "node:fs";
-import { mkdtemp, readdir, readFile, readlink, rm } from "node:fs/promises";
+import { type FileHandle, mkdtemp, open, readdir, readFile, readlink, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type TestContext, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { DIRECT_ALIGN, SLOT_BYTES } from "../../src/vault/backends/direct-writes.js";
+import {
+  createFileWriter,
+  DIRECT_ALIGN,
+  type DirectIo,
+  SLOT_BYTES,
+} from "../../src/vault/backends/direct-writes.js";
 import { LocalBackend } from "../../src/vault/backends/local.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -38,17 +43,19 @@ async function repoFor(t: TestContext, directIo = "1"): Promise<{ dir: string; b
   return { dir, backend };
 }
 
-/** The open-file flags of this process's descriptor on the temporary file of `dir`'s object. */
-async function tmpFileFlags(dir: string): Promise<number> {
+/** The open-file flags of each of this process's descriptors on a temporary file under `dir`. */
+async function tmpFileFlags(dir: string): Promise<number[]> {
+  const flags: number[] = [];
   for (const fd of await readdir("/proc/self/fd")) {
     const target = await readlink(`/proc/self/fd/${fd}`).catch(() => "");
     if (target.startsWith(dir) && target.includes(".tmp-")) {
       const info = await readFile(`/proc/self/fdinfo/${fd}`, "utf8").catch(() => "");
       const m = /^flags:\s+([0-7]+)$/m.exec(info);
-      if (m) return Number.parseInt(m[1]!, 8);
+      if (m) flags.push(Number.parseInt(m[1]!, 8));
     }
   }
-  throw new Error(`No open temporary file under ${dir}`);
+  if (flags.length === 0) throw new Error(`No open temporary file under ${dir}`);
+  return flags;
 }
 
 /** Writes `data` through openWriter in pieces of random sizes; returns the O_DIRECT flag seen while writing. */
@@ -60,9 +67,11 @@ async function stream(backend: LocalBackend, dir: string, name: string, data: Bu
     await w.write(data.subarray(pos, pos + n), pos);
     pos += n;
   }
-  const direct = ((await tmpFileFlags(dir)) & constants.O_DIRECT) !== 0;
+  // One descriptor: a fallback one would have been opened beside it.
+  const flags = await tmpFileFlags(dir);
+  assert.equal(flags.length, 1, `${flags.length} descriptors on the temporary file`);
   await w.commit();
-  return direct;
+  return (flags[0]! & constants.O_DIRECT) !== 0;
 }
 
 test("streamed objects are written with O_DIRECT and read back byte for byte at lengths on and beside block and slot edges", async (t) => {
@@ -144,4 +153,57 @@ test("without WebAssembly memory (ulimit -v 4000000) a streamed object is writte
   );
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout.trim()), { wasm: false, direct: false, same: true });
+});
+
+function einval(): NodeJS.ErrnoException {
+  return Object.assign(new Error("EINVAL: invalid argument, open"), { code: "EINVAL" });
+}
+
+test("a file system that refuses O_DIRECT at open (after creating the file, as Linux does): the object is written through the page cache, no stray file", async (t) => {
+  const { dir } = await repoFor(t);
+  const path = join(dir, "obj.tmp-1");
+  const io: DirectIo = {
+    open: async (p, flags, mode) => {
+      await (await open(p, flags & ~constants.O_DIRECT, mode)).close();
+      throw einval();
+    },
+    write: () => Promise.reject(new Error("no direct write expected")),
+  };
+  let refused = 0;
+  const w = await createFileWriter(path, 0o600, true, () => refused++, io);
+  const data = randomBytes(SLOT_BYTES + 99);
+  await w.write(data, 0);
+  await w.finish();
+  assert.equal(refused, 1);
+  assert.ok((await readFile(path)).equals(data));
+  assert.deepEqual(await readdir(dir), ["obj.tmp-1"]);
+});
+
+test("a file system that refuses direct writes: the staged bytes go through one ordinary descriptor, byte for byte", async (t) => {
+  const { dir } = await repoFor(t);
+  const path = join(dir, "obj.tmp-2");
+  let refusedWrites = 0;
+  const io: DirectIo = {
+    open: (p, flags, mode) => open(p, flags, mode),
+    // Every direct write is refused, after a pause, so that several are refused at once.
+    write: async (_fh: FileHandle) => {
+      await new Promise((r) => setTimeout(r, 20));
+      refusedWrites++;
+      throw einval();
+    },
+  };
+  let refused = 0;
+  const w = await createFileWriter(path, 0o600, true, () => refused++, io);
+  const data = randomBytes(5 * SLOT_BYTES + 4321);
+  for (let p = 0; p < data.length; p += 700_000)
+    await w.write(data.subarray(p, Math.min(data.length, p + 700_000)), p);
+  // The five full slots were sent at once; once all are refused (and the fallback opened),
+  // the direct descriptor and a single fallback one, not one per refused write.
+  while (refusedWrites < 5) await new Promise((r) => setTimeout(r, 10));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal((await tmpFileFlags(dir)).length, 2);
+  await w.finish();
+  assert.ok(refusedWrites >= 2, `${refusedWrites} refused writes`);
+  assert.equal(refused, refusedWrites);
+  assert.ok((await readFile(path)).equals(data));
 });

@@ -3,17 +3,23 @@
 // Method: crypto.ts deriveKeyAhead / deriveKey against fresh scrypt derivations; startEarly on
 // a real local repository, then Repository.open with the right and a wrong passphrase.
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
+import { spawn, spawnSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
 import { startEarly } from "../../src/cli/early-start.js";
+import { readPassword } from "../../src/cli/password.js";
 import { LocalBackend } from "../../src/vault/backends/local.js";
 import { derivationsAhead, deriveKey, deriveKeyAhead } from "../../src/vault/crypto.js";
 import { VaultError, VaultErrorCode } from "../../src/vault/errors.js";
 import { Repository } from "../../src/vault/repository.js";
 import { newRepo } from "./_vault-fixture.js";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
 const params = () => ({ N: 1024, r: 8, p: 1, salt: randomBytes(16).toString("base64") });
 
@@ -87,4 +93,58 @@ test("startEarly starts nothing and throws nothing without a local repository or
   ])
     startEarly(argv);
   assert.equal(derivationsAhead(), 0);
+});
+
+test("startEarly leaves a password file that is not a regular file (a pipe) for the command to read", async () => {
+  const { root, password } = await newRepo(dir, "repo-fifo");
+  const fifo = join(dir, "pw-fifo");
+  assert.equal(spawnSync("mkfifo", [fifo]).status, 0);
+  // In a child with a deadline: reading the pipe there would block until a writer came.
+  const built = join(ROOT, "dist", "src");
+  if (!existsSync(join(built, "cli", "early-start.js")))
+    throw new Error(`${built} is missing: run npm run build first (npm test does)`);
+  const child = `
+    import { startEarly } from ${JSON.stringify(join(built, "cli", "early-start.js"))};
+    import { derivationsAhead } from ${JSON.stringify(join(built, "vault", "crypto.js"))};
+    startEarly(["node", "chainvault", "snapshots", "--repo", process.argv[1], "--password-file", process.argv[2]]);
+    console.log(derivationsAhead());
+    process.exit(0);
+  `;
+  const r = spawnSync(process.execPath, ["--input-type=module", "-e", child, root, fifo], {
+    encoding: "utf8",
+    timeout: 20_000,
+  });
+  assert.equal(r.status, 0, `startEarly did not return (signal ${r.signal}): ${r.stderr}`);
+  assert.equal(r.stdout.trim(), "0");
+  // The command's own read gets what the writer sends, and it opens the repository.
+  const writer = spawn("sh", ["-c", 'printf "%s\\n" "$0" > "$1"', password, fifo]);
+  const got = readPassword(fifo);
+  await new Promise((done) => writer.on("exit", done));
+  assert.equal(got, password);
+  assert.ok((await Repository.open(new LocalBackend(root), got)).keyId);
+});
+
+test("startEarly skips a key file the command would skip (checksummed but not of this format) and derives the next", async () => {
+  const { root, password } = await newRepo(dir, "repo-skip");
+  // Sorted first, sound checksum, version 2 and a costly N: the command's decodeKeyFile
+  // rejects it, so deriving it would be work the command never uses.
+  const body = JSON.stringify({
+    version: 2,
+    id: "0000000000000000",
+    createdAt: "2026-01-01T00:00:00Z",
+    host: "h",
+    user: "u",
+    label: "l",
+    kdf: { name: "scrypt", N: 2 ** 20, r: 8, p: 1, salt: randomBytes(16).toString("base64") },
+    wrapped: "",
+  });
+  await writeFile(
+    join(root, "keys", "0000000000000000"),
+    `${body}\n${createHash("sha256").update(body).digest("hex")}\n`,
+  );
+  await writeFile(join(dir, "pw-skip"), password);
+  startEarly(["node", "chainvault", "snapshots", "--repo", root, "--password-file", join(dir, "pw-skip")]);
+  assert.equal(derivationsAhead(), 1);
+  assert.ok((await Repository.open(new LocalBackend(root), password)).keyId);
+  assert.equal(derivationsAhead(), 0, "the derivation started was not the one the command used");
 });

@@ -18,7 +18,7 @@
  * are then written again through an ordinary descriptor of the same temporary file).
  */
 import { constants } from "node:fs";
-import { type FileHandle, open } from "node:fs/promises";
+import { type FileHandle, open, unlink } from "node:fs/promises";
 import { copyInto } from "../../util/bytes.js";
 
 // Node has WebAssembly; the type libraries this project builds with (ES2022, no DOM) do not declare it.
@@ -92,6 +92,14 @@ function isEinval(err: unknown): boolean {
   return (err as NodeJS.ErrnoException | undefined)?.code === "EINVAL";
 }
 
+/** How a direct writer opens and writes its file; tests stand in a file system that refuses O_DIRECT. */
+export interface DirectIo {
+  open(path: string, flags: number, mode: number): Promise<FileHandle>;
+  write(fh: FileHandle, data: Uint8Array, position: number): Promise<void>;
+}
+
+const realIo: DirectIo = { open: (path, flags, mode) => open(path, flags, mode), write: writeAll };
+
 /**
  * Creates `path` (which must not exist) for writing: directly if this system allows it,
  * else through the page cache. `onRefused` is called when direct writes turn out to be
@@ -102,15 +110,25 @@ export async function createFileWriter(
   mode: number,
   direct: boolean,
   onRefused: () => void,
+  io: DirectIo = realIo,
 ): Promise<FileWriter> {
   const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
   const slots = direct ? slotPool() : null;
   if (slots) {
     try {
-      return new DirectFileWriter(path, await open(path, flags | constants.O_DIRECT, mode), slots, onRefused);
+      return new DirectFileWriter(
+        path,
+        await io.open(path, flags | constants.O_DIRECT, mode),
+        slots,
+        onRefused,
+        io,
+      );
     } catch (err) {
       if (!isEinval(err)) throw err;
       onRefused();
+      // Linux creates the file before it refuses O_DIRECT: the empty file is ours (the name
+      // is unique and O_EXCL made it) and goes, or the ordinary open below would find it.
+      await unlink(path).catch(() => undefined);
     }
   }
   return bufferedFileWriter(await open(path, flags, mode));
@@ -143,14 +161,15 @@ class DirectFileWriter implements FileWriter {
   private slotStart = 0;
   private readonly inFlight = new Set<Promise<void>>();
   private failure: unknown;
-  /** Set once a direct write is refused: the rest goes through the page cache. */
-  private buffered: FileHandle | undefined;
+  /** Opened once a direct write is refused: the rest goes through the page cache. */
+  private buffered: Promise<FileHandle> | undefined;
 
   constructor(
     private readonly path: string,
     private readonly fh: FileHandle,
     private readonly slots: SlotPool,
     private readonly onRefused: () => void,
+    private readonly io: DirectIo,
   ) {}
 
   /** Bytes are staged in call order: a write waiting for a slot holds back those after it. */
@@ -202,16 +221,20 @@ class DirectFileWriter implements FileWriter {
     const bytes = this.slots.view(slot).subarray(0, length);
     if (!this.buffered) {
       try {
-        return await writeAll(this.fh, bytes, position);
+        return await this.io.write(this.fh, bytes, position);
       } catch (err) {
         if (!isEinval(err)) throw err;
         // This file system takes O_DIRECT at open but not these writes: the same bytes go
-        // through an ordinary descriptor, and so does everything after them.
+        // through an ordinary descriptor, and so does everything after them. One descriptor,
+        // however many writes were refused at once.
         this.onRefused();
-        this.buffered ??= await open(this.path, constants.O_WRONLY);
+        if (!this.buffered) {
+          this.buffered = open(this.path, constants.O_WRONLY);
+          this.buffered.catch(() => undefined);
+        }
       }
     }
-    await writeAll(this.buffered!, bytes, position);
+    await writeAll(await this.buffered, bytes, position);
   }
 
   async finish(): Promise<void> {
@@ -224,13 +247,13 @@ class DirectFileWriter implements FileWriter {
       this.send(padded);
       await this.settle();
       if (this.failure) throw this.failure;
-      await (this.buffered ?? this.fh).truncate(length);
+      await ((await this.buffered) ?? this.fh).truncate(length);
     } else {
       await this.settle();
       if (this.failure) throw this.failure;
     }
     await this.fh.sync();
-    if (this.buffered) await this.buffered.sync();
+    if (this.buffered) await (await this.buffered).sync();
     await this.close();
   }
 
@@ -246,6 +269,7 @@ class DirectFileWriter implements FileWriter {
       this.slot = undefined;
     }
     await this.fh.close().catch(() => undefined);
-    await this.buffered?.close().catch(() => undefined);
+    const buffered = await this.buffered?.catch(() => undefined);
+    await buffered?.close().catch(() => undefined);
   }
 }
