@@ -6,15 +6,15 @@
  * incremental backup's first chunk waits for both. Only a hint: nothing here reports or
  * throws. The command opens its repository as always (repo-keys.ts), taking over the
  * derivation if it asks for the same passphrase and parameters (crypto.ts deriveKeyAhead),
- * and reports anything wrong itself. The key file is chosen and decoded as the command
- * does, and a password file is read only if it is a regular file. This module imports
- * little (the key file's schema is the heaviest), so it runs first.
+ * and reports anything wrong itself. The key file is chosen and decoded by the command's
+ * own code (repo-keys.ts keyFilesInOrder), and a password file is read only if it is a
+ * regular file. This module imports little of the CLI, so it runs first.
  */
-import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join } from "node:path";
-import { deriveKeyAhead, type ScryptParams } from "../vault/crypto.js";
+import { statSync } from "node:fs";
+import { LocalBackend } from "../vault/backends/local.js";
+import { deriveKeyAhead } from "../vault/crypto.js";
 import { CryptoWorkers } from "../vault/crypto-workers.js";
-import { decodeKeyFile } from "../vault/keyfile.js";
+import { keyFilesInOrder } from "../vault/repo-keys.js";
 import { readPassword } from "./password.js";
 
 // Commands that open a repository given by --repo with --password-file or CHAINVAULT_PASSWORD.
@@ -42,24 +42,6 @@ function workersFor(command: string, args: string[]): { busy: boolean } | undefi
 }
 
 /**
- * The scrypt parameters of the first key file repo-keys.ts would try: regular files of
- * keys/ in the same order, decoded by the same decodeKeyFile (checksum and schema), so the
- * derivation started is one the command would run itself.
- */
-function firstKeyParams(repo: string): ScryptParams | undefined {
-  const dir = join(repo, "keys");
-  const names = readdirSync(dir, { withFileTypes: true })
-    .filter((d) => d.isFile() && !d.name.includes(".tmp-"))
-    .map((d) => d.name)
-    .sort((a, b) => a.localeCompare(b));
-  for (const name of names) {
-    const kf = decodeKeyFile(readFileSync(join(dir, name)));
-    if (kf) return kf.kdf;
-  }
-  return undefined;
-}
-
-/**
  * The command's password, if reading it now leaves it there for the command to read again:
  * only a regular file (a pipe or `<(...)` can be read once, and that read is the command's).
  */
@@ -69,8 +51,11 @@ function passwordNow(args: string[]): string | undefined {
   return readPassword(file);
 }
 
-/** Starts what the command in `argv` (process.argv) will need first; never throws. */
-export function startEarly(argv: string[]): void {
+/**
+ * Starts what the command in `argv` (process.argv) will need first; never fails. Resolves
+ * once the derivation, if any, is under way (the entry does not wait for it; tests do).
+ */
+export async function startEarly(argv: string[]): Promise<void> {
   const command = argv[2];
   if (command === undefined || !REPO_COMMANDS.has(command)) return;
   const args = argv.slice(3);
@@ -80,9 +65,11 @@ export function startEarly(argv: string[]): void {
     const repo = optionOf(args, "--repo");
     if (!repo || repo.includes("://")) return;
     const password = passwordNow(args);
-    const params = password === undefined ? undefined : firstKeyParams(repo);
+    if (password === undefined) return;
+    // The key file the command will try first, chosen and decoded as the command does.
+    const first = (await keyFilesInOrder(new LocalBackend(repo))).find((k) => k.kf)?.kf;
     // Observed inside: its failure is the command's to report when it derives the key itself.
-    if (password !== undefined && params) void deriveKeyAhead(password, params);
+    if (first) void deriveKeyAhead(password, first.kdf);
   } catch {
     // The command finds and reports whatever stopped this (no password, no repository, ...).
   }

@@ -6,5 +6,5 @@
  */
 import { startEarly } from "./early-start.js";
 
-startEarly(process.argv);
+void startEarly(process.argv);
 await import("./cli.js");

@@ -10,11 +10,16 @@ export class BufferPool {
   private readonly waiters: (() => void)[] = [];
   private made = 0;
 
-  /** `shared`: back each buffer with a SharedArrayBuffer, for jobs on worker threads. */
+  /**
+   * `shared`: back each buffer with a SharedArrayBuffer, for jobs on worker threads.
+   * `make`: how to make the buffer of a given index instead (direct-writes.ts carves
+   * page-aligned ones out of one WebAssembly memory).
+   */
   constructor(
     readonly sizeBytes: number,
     readonly max: number,
     private readonly shared = false,
+    private readonly make?: (index: number) => Buffer,
   ) {}
 
   async acquire(): Promise<Buffer> {
@@ -22,6 +27,7 @@ export class BufferPool {
       const b = this.free.pop();
       if (b) return b;
       if (this.made < this.max) {
+        if (this.make) return this.make(this.made++);
         this.made++;
         return this.shared
           ? Buffer.from(new SharedArrayBuffer(this.sizeBytes))

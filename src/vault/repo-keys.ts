@@ -92,6 +92,19 @@ export async function initRepo(backend: Backend, password: string, o: InitOption
   return { config, master, keyId: kf.id };
 }
 
+/**
+ * The repository's key files in the order {@link openRepo} tries them, each decoded
+ * (undefined: damaged). The CLI's early start (cli/early-start.ts) picks the same one.
+ */
+export async function keyFilesInOrder(
+  backend: Backend,
+): Promise<{ name: string; kf: KeyFile | undefined }[]> {
+  const objects = (await backend.list("keys/")).sort((a, b) => a.name.localeCompare(b.name));
+  const out: { name: string; kf: KeyFile | undefined }[] = [];
+  for (const o of objects) out.push({ name: o.name, kf: decodeKeyFile(await backend.get(o.name)) });
+  return out;
+}
+
 /** Opens a repository with a password; nothing is written (Repository.open). */
 export async function openRepo(backend: Backend, password: string): Promise<OpenedRepo> {
   if (!(await backend.stat("config")))
@@ -99,14 +112,10 @@ export async function openRepo(backend: Backend, password: string): Promise<Open
       { code: VaultErrorCode.RepoMissing, location: backend.location },
       `No repository at ${backend.location}: run \`chainvault repo init --repo ${backend.location}\` first, or check the path`,
     );
-  const keyObjects = await backend.list("keys/");
-  const damaged: string[] = [];
-  for (const o of keyObjects.sort((a, b) => a.name.localeCompare(b.name))) {
-    const kf = decodeKeyFile(await backend.get(o.name));
-    if (!kf) {
-      damaged.push(o.name);
-      continue;
-    }
+  const keyObjects = await keyFilesInOrder(backend);
+  const damaged = keyObjects.filter((k) => !k.kf).map((k) => k.name);
+  for (const { kf } of keyObjects) {
+    if (!kf) continue;
     const master = await unwrapMasterKey(kf, password);
     if (!master) continue;
     const sealed = await backend.get("config");

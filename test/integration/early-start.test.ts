@@ -57,7 +57,7 @@ test("startEarly derives the key of a local repository's key file, and opening t
   const { root, password } = await newRepo(dir, "repo-right");
   const pwFile = join(dir, "pw-right");
   await writeFile(pwFile, `${password}\n`);
-  startEarly(["node", "chainvault", "snapshots", "--repo", root, "--password-file", pwFile]);
+  await startEarly(["node", "chainvault", "snapshots", "--repo", root, "--password-file", pwFile]);
   assert.equal(derivationsAhead(), 1, "no derivation was started");
   const repo = await Repository.open(new LocalBackend(root), password);
   assert.ok(repo.keyId);
@@ -69,7 +69,7 @@ test("startEarly with a wrong passphrase: opening still fails as wrong, and the 
   const before = process.env.CHAINVAULT_PASSWORD;
   process.env.CHAINVAULT_PASSWORD = "not the passphrase";
   try {
-    startEarly(["node", "chainvault", "backup", `--repo=${root}`, "--node", "/nowhere"]);
+    await startEarly(["node", "chainvault", "backup", `--repo=${root}`, "--node", "/nowhere"]);
   } finally {
     if (before === undefined) delete process.env.CHAINVAULT_PASSWORD;
     else process.env.CHAINVAULT_PASSWORD = before;
@@ -83,7 +83,7 @@ test("startEarly with a wrong passphrase: opening still fails as wrong, and the 
   assert.equal(derivationsAhead(), 0);
 });
 
-test("startEarly starts nothing and throws nothing without a local repository or for other commands", () => {
+test("startEarly starts nothing and throws nothing without a local repository or for other commands", async () => {
   for (const argv of [
     ["node", "chainvault", "backup", "--repo", join(dir, "missing")],
     ["node", "chainvault", "backup", "--repo", "s3://bucket/prefix"],
@@ -91,7 +91,7 @@ test("startEarly starts nothing and throws nothing without a local repository or
     ["node", "chainvault", "repo", "init", "--repo", dir],
     ["node", "chainvault"],
   ])
-    startEarly(argv);
+    await startEarly(argv);
   assert.equal(derivationsAhead(), 0);
 });
 
@@ -106,7 +106,7 @@ test("startEarly leaves a password file that is not a regular file (a pipe) for 
   const child = `
     import { startEarly } from ${JSON.stringify(join(built, "cli", "early-start.js"))};
     import { derivationsAhead } from ${JSON.stringify(join(built, "vault", "crypto.js"))};
-    startEarly(["node", "chainvault", "snapshots", "--repo", process.argv[1], "--password-file", process.argv[2]]);
+    await startEarly(["node", "chainvault", "snapshots", "--repo", process.argv[1], "--password-file", process.argv[2]]);
     console.log(derivationsAhead());
     process.exit(0);
   `;
@@ -143,7 +143,15 @@ test("startEarly skips a key file the command would skip (checksummed but not of
     `${body}\n${createHash("sha256").update(body).digest("hex")}\n`,
   );
   await writeFile(join(dir, "pw-skip"), password);
-  startEarly(["node", "chainvault", "snapshots", "--repo", root, "--password-file", join(dir, "pw-skip")]);
+  await startEarly([
+    "node",
+    "chainvault",
+    "snapshots",
+    "--repo",
+    root,
+    "--password-file",
+    join(dir, "pw-skip"),
+  ]);
   assert.equal(derivationsAhead(), 1);
   assert.ok((await Repository.open(new LocalBackend(root), password)).keyId);
   assert.equal(derivationsAhead(), 0, "the derivation started was not the one the command used");

@@ -20,6 +20,7 @@
 import { constants } from "node:fs";
 import { type FileHandle, open, unlink } from "node:fs/promises";
 import { copyInto } from "../../util/bytes.js";
+import { BufferPool } from "../buffer-pool.js";
 
 // Node has WebAssembly; the type libraries this project builds with (ES2022, no DOM) do not declare it.
 declare const WebAssembly: { Memory: new (d: { initial: number }) => { buffer: ArrayBuffer } };
@@ -36,41 +37,17 @@ const SLOTS = 16;
 // size of common devices; the memory is aligned to 64 KiB, WebAssembly's page).
 export const DIRECT_ALIGN = 4096;
 
-/** A fixed set of page-aligned staging slots, reused last-freed first (their pages stay warm). */
-class SlotPool {
-  private readonly free: number[] = [];
-  private readonly waiting: ((slot: number) => void)[] = [];
-  private readonly memory: ArrayBuffer;
+let pool: BufferPool | undefined | null;
 
-  constructor(memory: ArrayBuffer) {
-    this.memory = memory;
-    for (let i = SLOTS - 1; i >= 0; i--) this.free.push(i);
-  }
-
-  view(slot: number): Buffer {
-    return Buffer.from(this.memory, slot * SLOT_BYTES, SLOT_BYTES);
-  }
-
-  async acquire(): Promise<number> {
-    const s = this.free.pop();
-    if (s !== undefined) return s;
-    return new Promise((resolve) => this.waiting.push(resolve));
-  }
-
-  release(slot: number): void {
-    const w = this.waiting.shift();
-    if (w) w(slot);
-    else this.free.push(slot);
-  }
-}
-
-let pool: SlotPool | undefined | null;
-
-/** The process's staging slots, or null where no WebAssembly memory can be had. */
-function slotPool(): SlotPool | null {
+/**
+ * The process's staging slots, page-aligned parts of one WebAssembly memory, or null where
+ * no WebAssembly memory can be had. Reused last-freed first, so their pages stay warm.
+ */
+function slotPool(): BufferPool | null {
   if (pool === undefined) {
     try {
-      pool = new SlotPool(new WebAssembly.Memory({ initial: (SLOTS * SLOT_BYTES) / 65536 }).buffer);
+      const memory = new WebAssembly.Memory({ initial: (SLOTS * SLOT_BYTES) / 65536 }).buffer;
+      pool = new BufferPool(SLOT_BYTES, SLOTS, false, (i) => Buffer.from(memory, i * SLOT_BYTES, SLOT_BYTES));
     } catch {
       pool = null;
     }
@@ -154,7 +131,7 @@ async function writeAll(fh: FileHandle, data: Uint8Array, position: number): Pro
 }
 
 class DirectFileWriter implements FileWriter {
-  private slot: number | undefined;
+  private slot: Buffer | undefined;
   /** Bytes staged in the current slot. */
   private fill = 0;
   /** File offset of the current slot's first byte. */
@@ -167,7 +144,7 @@ class DirectFileWriter implements FileWriter {
   constructor(
     private readonly path: string,
     private readonly fh: FileHandle,
-    private readonly slots: SlotPool,
+    private readonly slots: BufferPool,
     private readonly onRefused: () => void,
     private readonly io: DirectIo,
   ) {}
@@ -189,10 +166,9 @@ class DirectFileWriter implements FileWriter {
       );
     let off = 0;
     while (off < data.length) {
-      if (this.slot === undefined) this.slot = await this.slots.acquire();
-      const view = this.slots.view(this.slot);
+      this.slot ??= await this.slots.acquire();
       const n = Math.min(data.length - off, SLOT_BYTES - this.fill);
-      copyInto(view, this.fill, data.subarray(off, off + n));
+      copyInto(this.slot, this.fill, data.subarray(off, off + n));
       this.fill += n;
       off += n;
       if (this.fill === SLOT_BYTES) this.send(SLOT_BYTES);
@@ -217,8 +193,8 @@ class DirectFileWriter implements FileWriter {
     this.inFlight.add(p);
   }
 
-  private async writeSlot(slot: number, length: number, position: number): Promise<void> {
-    const bytes = this.slots.view(slot).subarray(0, length);
+  private async writeSlot(slot: Buffer, length: number, position: number): Promise<void> {
+    const bytes = slot.subarray(0, length);
     if (!this.buffered) {
       try {
         return await this.io.write(this.fh, bytes, position);
@@ -239,19 +215,17 @@ class DirectFileWriter implements FileWriter {
 
   async finish(): Promise<void> {
     await this.queue;
+    const length = this.slotStart + this.fill;
+    // The last slot, padded with zeros to a whole block; the file is cut back below.
+    const padded = this.slot !== undefined;
     if (this.slot !== undefined) {
-      // The last slot, padded with zeros to a whole block; the file is cut back below.
-      const length = this.slotStart + this.fill;
-      const padded = Math.ceil(this.fill / DIRECT_ALIGN) * DIRECT_ALIGN;
-      this.slots.view(this.slot).fill(0, this.fill, padded);
-      this.send(padded);
-      await this.settle();
-      if (this.failure) throw this.failure;
-      await ((await this.buffered) ?? this.fh).truncate(length);
-    } else {
-      await this.settle();
-      if (this.failure) throw this.failure;
+      const end = Math.ceil(this.fill / DIRECT_ALIGN) * DIRECT_ALIGN;
+      this.slot.fill(0, this.fill, end);
+      this.send(end);
     }
+    await this.settle();
+    if (this.failure) throw this.failure;
+    if (padded) await ((await this.buffered) ?? this.fh).truncate(length);
     await this.fh.sync();
     if (this.buffered) await (await this.buffered).sync();
     await this.close();

@@ -85,7 +85,7 @@ export class LocalBackend implements Backend {
     await w.commit();
   }
 
-  /** Streamed objects (packs) are written around the page cache where the system allows it. */
+  /** Streamed objects (packs): around the page cache when direct writes are on (see `direct`). */
   openWriter(name: string): Promise<ObjectWriter> {
     return this.writer(name, this.direct);
   }
